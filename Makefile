@@ -1,0 +1,48 @@
+# anchorpay: `make serve` installs and runs the service, `make test` installs and runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP_RUN  := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: serve test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+serve: $(STAMP_RUN)
+	mkdir -p data
+	$(BIN)/anchorpay serve
+
+test: $(STAMP_TEST) lint typecheck pytest
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check src adapters scheduler tests bench
+	$(BIN)/ruff format --check src adapters scheduler tests bench
+
+# mypy cannot follow setuptools' editable finder, so it checks a tree of symlinks that
+# mirrors the installed package: src/anchorpay + adapters + scheduler as one `anchorpay`.
+typecheck: $(STAMP_TEST)
+	rm -rf build/typecheck && mkdir -p build/typecheck/anchorpay
+	for f in src/anchorpay/*; do ln -s ../../../$$f build/typecheck/anchorpay/; done
+	ln -s ../../../adapters build/typecheck/anchorpay/adapters
+	ln -s ../../../scheduler build/typecheck/anchorpay/scheduler
+	MYPYPATH=build/typecheck $(BIN)/mypy -p anchorpay
+
+pytest: $(STAMP_TEST)
+	$(BIN)/pytest
+
+bench: $(STAMP_TEST)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build data .mypy_cache .pytest_cache .ruff_cache

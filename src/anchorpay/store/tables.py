@@ -1,0 +1,115 @@
+"""The database tables. Amounts are exact decimal strings; nested values are JSON.
+
+Changing a table means a new Alembic revision in `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from anchorpay.store.types import UTCDateTime
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class TransactionRow(SQLModel, table=True):
+    """A SEP-24 transaction: every field of the RPC transaction object (spec/rpc.md §5.2)."""
+
+    __tablename__ = "sep24_transactions"
+    __table_args__ = (
+        Index("ix_sep24_status_started", "status", "started_at"),
+        Index("ix_sep24_memo_open", "to_account", "memo"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    sep: str = Field(default="24", max_length=4)
+    kind: str = Field(max_length=16)
+    status: str = Field(max_length=40, index=True)
+    version: int = Field(default=0)
+    # Hash of the create request's body, so a repeated create with the same id is idempotent.
+    create_fingerprint: str | None = Field(default=None, max_length=64)
+
+    requested_asset: str | None = None
+    amount_expected: str | None = None
+    amount_in: str | None = None
+    amount_in_asset: str | None = None
+    amount_out: str | None = None
+    amount_out_asset: str | None = None
+    amount_fee: str | None = None
+    amount_fee_asset: str | None = None
+    fee_details: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    quote_id: str | None = None
+
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    updated_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    transfer_received_at: datetime | None = _ts(index=True)
+    user_action_required_by: datetime | None = _ts(index=True)
+
+    message: str | None = None
+    refunds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    stellar_transactions: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSON)
+    )
+    stellar_transaction_id: str | None = None
+    from_account: str | None = None
+    to_account: str | None = None
+    withdraw_anchor_account: str | None = None
+    external_transaction_id: str | None = None
+    memo: str | None = None
+    memo_type: str | None = None
+    refund_memo: str | None = None
+    refund_memo_type: str | None = None
+    client_domain: str | None = None
+    client_name: str | None = None
+    sep10_account: str | None = None
+    sep10_account_memo: str | None = None
+
+
+class PayoutRow(SQLModel, table=True):
+    """A payout intent recorded by do_stellar_payment / do_stellar_refund and carried out by
+    the worker (DESIGN.md, "Payout states and the exactly-once protocol")."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        # One payout per (transaction, purpose, number): a retried RPC cannot add a second.
+        UniqueConstraint("transaction_id", "purpose", "seq", name="uq_payout_purpose_seq"),
+        Index("ix_payouts_due", "state", "next_attempt_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    transaction_id: str = Field(index=True, max_length=64)
+    purpose: str = Field(max_length=16)  # "payment" | "refund"
+    seq: int = Field(default=1)
+    state: str = Field(max_length=24)
+    destination: str
+    asset: str
+    amount: str
+    memo: str | None = None
+    memo_type: str | None = None
+    refund_fee: str | None = None
+
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = _ts()
+    last_error: str | None = None
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _ts()
+    waiting_since: datetime | None = _ts()
+
+    adapter: str = Field(max_length=16)  # "stellar" | "fireblocks"
+    adapter_ref: str | None = None  # Fireblocks transaction id
+    envelope_xdr: str | None = None  # local signer: stored before submission
+    tx_hash: str | None = Field(default=None, index=True, max_length=64)
+    source_sequence: int | None = None
+    valid_until: datetime | None = _ts()  # the envelope's time bound
+    ledger: int | None = None
+
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    version: int = Field(default=0)

@@ -1,0 +1,205 @@
+"""The transactions repository: domain values in, domain values out, optimistic versions.
+
+`update` writes only when the stored version is the one the caller read, and bumps it; a
+lost race raises `ConcurrentModification`, and the caller's database transaction rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import asc, desc, func, nulls_last
+from sqlmodel import select
+from sqlalchemy import update as sql_update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.domain.statuses import Kind, Status
+from anchorpay.domain.transaction import (
+    FeeDetail,
+    RefundPayment,
+    Refunds,
+    StellarPayment,
+    StellarTransaction,
+    Transaction,
+)
+from anchorpay.store.tables import TransactionRow
+
+OrderBy = Literal["created_at", "transfer_received_at", "user_action_required_by"]
+Order = Literal["asc", "desc"]
+
+
+class ConcurrentModification(Exception):
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__(
+            f"Transaction[{transaction_id}] was modified concurrently; re-read it and retry"
+        )
+        self.transaction_id = transaction_id
+
+
+class DuplicateTransaction(Exception):
+    """A transaction with this id already exists."""
+
+
+_SIMPLE_FIELDS = (
+    "id",
+    "sep",
+    "requested_asset",
+    "amount_expected",
+    "amount_in",
+    "amount_in_asset",
+    "amount_out",
+    "amount_out_asset",
+    "amount_fee",
+    "amount_fee_asset",
+    "quote_id",
+    "started_at",
+    "updated_at",
+    "completed_at",
+    "transfer_received_at",
+    "user_action_required_by",
+    "message",
+    "stellar_transaction_id",
+    "from_account",
+    "to_account",
+    "withdraw_anchor_account",
+    "external_transaction_id",
+    "memo",
+    "memo_type",
+    "refund_memo",
+    "refund_memo_type",
+    "client_domain",
+    "client_name",
+    "sep10_account",
+    "sep10_account_memo",
+    "version",
+)
+
+
+def _dt_out(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt_in(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def to_row_values(tx: Transaction) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(tx, name) for name in _SIMPLE_FIELDS}
+    values["kind"] = tx.kind.value
+    values["status"] = tx.status.value
+    values["fee_details"] = (
+        [asdict(d) for d in tx.fee_details] if tx.fee_details is not None else None
+    )
+    values["refunds"] = asdict(tx.refunds) if tx.refunds is not None else None
+    values["stellar_transactions"] = [
+        {**asdict(s), "created_at": _dt_out(s.created_at)} for s in tx.stellar_transactions
+    ]
+    return values
+
+
+def from_row(row: TransactionRow) -> Transaction:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _SIMPLE_FIELDS}
+    refunds = None
+    if row.refunds is not None:
+        refunds = Refunds(
+            amount_refunded=row.refunds["amount_refunded"],
+            amount_fee=row.refunds["amount_fee"],
+            payments=[RefundPayment(**p) for p in row.refunds.get("payments", [])],
+        )
+    return Transaction(
+        **values,
+        kind=Kind(row.kind),
+        status=Status(row.status),
+        fee_details=[FeeDetail(**d) for d in row.fee_details]
+        if row.fee_details is not None
+        else None,
+        refunds=refunds,
+        stellar_transactions=[
+            StellarTransaction(
+                **{
+                    **s,
+                    "created_at": _dt_in(s.get("created_at")),
+                    "payments": [StellarPayment(**p) for p in s.get("payments", [])],
+                }
+            )
+            for s in (row.stellar_transactions or [])
+        ],
+    )
+
+
+async def get(session: AsyncSession, transaction_id: str) -> Transaction | None:
+    row = await session.get(TransactionRow, transaction_id)
+    return from_row(row) if row is not None else None
+
+
+async def get_fingerprint(session: AsyncSession, transaction_id: str) -> str | None:
+    result = await session.exec(
+        select(TransactionRow.create_fingerprint).where(TransactionRow.id == transaction_id)  # type: ignore[call-overload]
+    )
+    value: str | None = result.first()
+    return value
+
+
+async def insert(
+    session: AsyncSession, tx: Transaction, fingerprint: str | None = None
+) -> None:
+    session.add(TransactionRow(**to_row_values(tx), create_fingerprint=fingerprint))
+    await session.flush()
+
+
+async def update(session: AsyncSession, tx: Transaction) -> Transaction:
+    """Write `tx` over the stored row if nobody wrote since `tx.version` was read.
+    Returns the value with its new version."""
+    values = to_row_values(tx)
+    values["version"] = tx.version + 1
+    result = await session.exec(
+        sql_update(TransactionRow)  # type: ignore[call-overload]
+        .where(TransactionRow.id == tx.id, TransactionRow.version == tx.version)  # type: ignore[arg-type]
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise ConcurrentModification(tx.id)
+    session.expunge_all()
+    written = tx.clone()
+    written.version = tx.version + 1
+    return written
+
+
+_ORDER_COLUMNS: dict[str, Any] = {
+    "created_at": TransactionRow.started_at,
+    "transfer_received_at": TransactionRow.transfer_received_at,
+    "user_action_required_by": TransactionRow.user_action_required_by,
+}
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    statuses: Sequence[str] | None = None,
+    order_by: OrderBy = "created_at",
+    order: Order = "asc",
+    page_number: int = 0,
+    page_size: int = 20,
+) -> list[Transaction]:
+    """Filter by status, order with NULLS LAST then by id (as the reference), page."""
+    column = _ORDER_COLUMNS[order_by]
+    direction = asc if order == "asc" else desc
+    query = select(TransactionRow)
+    if statuses:
+        query = query.where(TransactionRow.status.in_(list(statuses)))  # type: ignore[attr-defined]
+    query = (
+        query.order_by(nulls_last(direction(column)), asc(TransactionRow.id))
+        .offset(page_number * page_size)
+        .limit(page_size)
+    )
+    rows = (await session.exec(query)).all()  # type: ignore[call-overload]
+    return [from_row(r) for r in rows]
+
+
+async def count(session: AsyncSession) -> int:
+    result = await session.exec(select(func.count()).select_from(TransactionRow))  # type: ignore[call-overload]
+    return int(result.one())

@@ -1,0 +1,144 @@
+"""The custody seam: how the payout worker asks a custodian to move money exactly once.
+
+The worker depends only on this module. An adapter (the local Stellar signer here, Fireblocks
+later) implements `CustodyAdapter`; the worker drives every payout through the same four
+calls, and the exactly-once protocol (DESIGN.md) lives in how it orders them:
+
+1. `prepare(order)` returns the idempotency material (local signer: the signed envelope, its
+   hash, sequence number and time bound; Fireblocks: the external id). The worker COMMITS it
+   before anything is sent, so a crash after this point resends the same material.
+2. `submit(order)` sends exactly that material. Sending it again is always safe.
+3. `lookup(order)` tells what the network made of it. Only `NotFound(dead=True)` proves that
+   the material can never take effect, and only then may the worker `prepare` a new one.
+4. `check_trustline(account, asset)` is read right before every submission.
+
+Transient trouble (timeouts, 429, 5xx, a sequence race) raises `TransientCustodyError`; the
+worker backs off and asks `lookup` before doing anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from anchorpay.domain.transaction import StellarTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutOrder:
+    """What the adapter sees of a payout: what to pay, and the material stored so far."""
+
+    id: str
+    transaction_id: str
+    purpose: str  # "payment" | "refund"
+    destination: str
+    asset: str  # SEP-38 id: "stellar:native" or "stellar:CODE:ISSUER"
+    amount: str  # exact decimal string
+    memo: str | None = None
+    memo_type: str | None = None  # "text" | "id" | "hash" | "return" | None
+    envelope_xdr: str | None = None
+    tx_hash: str | None = None
+    source_sequence: int | None = None
+    valid_until: datetime | None = None
+    adapter_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutUpdate:
+    """Idempotency material from `prepare`, to be committed before `submit`."""
+
+    envelope_xdr: str | None = None
+    tx_hash: str | None = None
+    source_sequence: int | None = None
+    valid_until: datetime | None = None
+    adapter_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """Final and successful on the ledger. `record` is ready for `stellar_transactions[]`."""
+
+    hash: str
+    ledger: int | None
+    record: StellarTransaction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Accepted by the custodian, not final yet: ask `lookup` again later."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """The network does not know the material. `dead` is True only when it provably can
+    never take effect any more (local signer: the hash is absent and the time bound has
+    passed on the ledger); then a new `prepare` is safe. Otherwise resubmit the same."""
+
+    dead: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A permanent failure: nothing was paid, and retrying cannot help. `reason` is a
+    sentence a person can act on; `code` is the custodian's code (e.g. op_no_destination)."""
+
+    reason: str
+    code: str | None = None
+
+
+SubmitOutcome = Confirmed | Pending | Failed
+LookupResult = Confirmed | Pending | NotFound | Failed
+
+
+class TransientCustodyError(Exception):
+    """Retry later (timeouts, 429, 5xx, tx_bad_seq, tx_too_late, tx_insufficient_fee).
+    The material may or may not have reached the network: `lookup` first, then resubmit."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermanentCustodyError(Exception):
+    """`prepare` cannot build valid material for this payout (bad memo, bad amount...)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CustodyAdapter(Protocol):
+    @property
+    def name(self) -> str:
+        """Stored in `payouts.adapter` ("stellar", "fireblocks")."""
+        ...
+
+    @property
+    def one_in_flight(self) -> bool:
+        """True when submissions share a sequence (one source account): the worker then
+        keeps at most one payout of this adapter in flight at a time."""
+        ...
+
+    async def prepare(self, order: PayoutOrder) -> PayoutUpdate:
+        """Build the idempotency material. No money moves. May raise PermanentCustodyError
+        or TransientCustodyError."""
+        ...
+
+    async def submit(self, order: PayoutOrder) -> SubmitOutcome:
+        """Send the prepared material (again). Raises TransientCustodyError when the outcome
+        is unknown."""
+        ...
+
+    async def lookup(self, order: PayoutOrder) -> LookupResult:
+        """What happened to the prepared material. Raises TransientCustodyError."""
+        ...
+
+    async def check_trustline(self, account: str, asset: str) -> bool:
+        """Whether `account` can receive `asset` now. Raises TransientCustodyError."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,375 @@
+"""The local Stellar signer: pays from the distribution account with a key held in-process.
+
+Exactly-once rests on three facts of the Stellar protocol:
+- a signed envelope has ONE sequence number, so submitting it twice can apply it at most once;
+- its hash names it, so `GET /transactions/{hash}` tells whether it was applied;
+- its time bound (`max_time`) makes it invalid for ever once a ledger closes after it.
+So `prepare` signs an envelope that the worker commits before `submit`; any doubt is settled by
+`lookup`, and a new envelope (new sequence) is built only when the hash is absent AND a ledger
+closed after the bound (`NotFound(dead=True)`).
+
+The secret is read once into a Keypair and never logged, returned or shown by `repr`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from stellar_sdk import (
+    Account,
+    Asset,
+    HashMemo,
+    IdMemo,
+    Keypair,
+    Memo,
+    NoneMemo,
+    ReturnHashMemo,
+    TextMemo,
+    TransactionBuilder,
+)
+
+from anchorpay.adapters.base import (
+    Confirmed,
+    Failed,
+    LookupResult,
+    NotFound,
+    PayoutOrder,
+    PayoutUpdate,
+    PermanentCustodyError,
+    SubmitOutcome,
+    TransientCustodyError,
+)
+from anchorpay.adapters.ledger import (
+    LedgerClient,
+    LedgerError,
+    LedgerNotFound,
+    LedgerUnavailable,
+    SubmitResult,
+)
+from anchorpay.settings import ConfigError, Settings
+
+# A ledger must have closed this long after the bound before the envelope counts as dead:
+# guards against a Horizon whose clock or ingestion trails the network by a moment.
+DEAD_MARGIN = timedelta(seconds=1)
+
+# Retrying later can help: a sequence race, a bound that passed before inclusion, a fee surge.
+TRANSIENT_TX_CODES = frozenset(
+    {"tx_bad_seq", "tx_too_late", "tx_too_early", "tx_insufficient_fee", "tx_internal_error"}
+)
+
+
+def _short(account: str) -> str:
+    return f"{account[:4]}…{account[-4:]}" if len(account) > 12 else account
+
+
+class StellarSigner:
+    """`CustodyAdapter` signing with STELLAR_DISTRIBUTION_SECRET, talking to Horizon (or the
+    sandbox) through a `LedgerClient`."""
+
+    def __init__(
+        self,
+        secret: str,
+        ledger: LedgerClient,
+        *,
+        network_passphrase: str,
+        tx_timeout_s: int = 60,
+        base_fee: int = 100,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        try:
+            self._keypair = Keypair.from_secret(secret)
+        except Exception:  # the SDK's message could echo the value: say nothing of it
+            raise ConfigError(
+                "STELLAR_DISTRIBUTION_SECRET is not a valid Stellar secret seed"
+            ) from None
+        self._ledger = ledger
+        self._passphrase = network_passphrase
+        self._timeout = timedelta(seconds=tx_timeout_s)
+        self._base_fee = base_fee
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def __repr__(self) -> str:
+        return f"StellarSigner(source={self.source_account})"
+
+    @property
+    def name(self) -> str:
+        return "stellar"
+
+    @property
+    def one_in_flight(self) -> bool:
+        return True  # one source account, one sequence
+
+    @property
+    def source_account(self) -> str:
+        return str(self._keypair.public_key)
+
+    # --- prepare ---------------------------------------------------------------------------
+
+    async def prepare(self, order: PayoutOrder) -> PayoutUpdate:
+        asset = stellar_asset(order.asset)
+        memo = stellar_memo(order.memo, order.memo_type)
+        amount = stellar_amount(order.amount)
+        try:
+            account = await self._ledger.get_account(self.source_account)
+        except LedgerNotFound:
+            raise PermanentCustodyError(
+                f"The distribution account {self.source_account} does not exist on the "
+                "ledger; create and fund it (tx_no_source_account)",
+                "tx_no_source_account",
+            ) from None
+        except LedgerError as exc:
+            raise TransientCustodyError(f"Could not read the distribution account: {exc}") from None
+        now = self._clock()
+        max_time = int((now + self._timeout).timestamp())
+        try:
+            builder = TransactionBuilder(
+                Account(self.source_account, account.sequence),
+                network_passphrase=self._passphrase,
+                base_fee=self._base_fee,
+            )
+            builder.append_payment_op(order.destination, asset, amount)
+            builder.add_memo(memo)
+            builder.add_time_bounds(0, max_time)
+            envelope = builder.build()
+        except Exception as exc:  # the SDK refuses a bad destination with various types
+            raise PermanentCustodyError(
+                f"The destination {order.destination!r} is not a valid Stellar account ({exc})",
+                "invalid_destination",
+            ) from None
+        envelope.sign(self._keypair)
+        return PayoutUpdate(
+            envelope_xdr=envelope.to_xdr(),
+            tx_hash=envelope.hash_hex(),
+            source_sequence=account.sequence + 1,
+            valid_until=datetime.fromtimestamp(max_time, UTC),
+        )
+
+    # --- submit ----------------------------------------------------------------------------
+
+    async def submit(self, order: PayoutOrder) -> SubmitOutcome:
+        if not order.envelope_xdr or not order.tx_hash:
+            raise ValueError(f"payout {order.id} has no prepared envelope")
+        try:
+            result = await self._ledger.submit(order.envelope_xdr)
+        except LedgerUnavailable as exc:
+            raise TransientCustodyError(
+                f"Horizon did not confirm the submission of {order.tx_hash} ({exc}); "
+                "it will be looked up and the same envelope resubmitted",
+                "timeout" if exc.status is None else str(exc.status),
+            ) from None
+        except LedgerError as exc:
+            raise TransientCustodyError(f"Submission of {order.tx_hash} failed: {exc}") from None
+        if result.successful:
+            return Confirmed(hash=result.hash or order.tx_hash, ledger=result.ledger)
+        if result.transaction_code == "tx_failed" or result.operation_codes:
+            # Applied now and failed: the sequence is consumed, nothing was paid, and this
+            # envelope cannot have been applied before (its sequence would be gone).
+            applied = self.explain(order, result)
+            if applied is not None:
+                return applied
+        # Rejected before applying. A resubmission of an envelope that did land earlier is
+        # refused the same way (tx_bad_seq / tx_too_late), so ask the ledger before deciding.
+        found = await self.lookup(order)
+        if isinstance(found, Confirmed | Failed):
+            return found
+        failure = self.explain(order, result)
+        if failure is None:
+            raise TransientCustodyError(
+                f"The network refused {order.tx_hash} for now ({result.transaction_code}); "
+                "retrying",
+                result.transaction_code,
+            )
+        return failure
+
+    def explain(self, order: PayoutOrder, result: SubmitResult) -> Failed | None:
+        """A sentence for a refused submission, or None when the refusal is transient."""
+        tx_code = result.transaction_code or "unknown"
+        op_code = result.operation_codes[0] if result.operation_codes else None
+        dest, src, asset, amount = order.destination, self.source_account, order.asset, order.amount
+        label = "XLM" if asset == "stellar:native" else asset.removeprefix("stellar:")
+        if op_code is None or op_code == "op_success":
+            if tx_code in TRANSIENT_TX_CODES:
+                return None
+            reasons = {
+                "tx_bad_auth": f"The envelope is not validly signed for {src}; check "
+                "STELLAR_DISTRIBUTION_SECRET and the network passphrase",
+                "tx_no_source_account": f"The distribution account {src} does not exist on "
+                "the ledger",
+                "tx_insufficient_balance": f"The distribution account {src} has not enough XLM "
+                "to pay the transaction fee",
+                "tx_bad_auth_extra": f"The envelope carries signatures {src} does not need",
+                "tx_malformed": "The network found the payment transaction malformed",
+            }
+            text = reasons.get(tx_code, f"The network refused the payment transaction {tx_code}")
+            return Failed(f"{text} ({tx_code})", tx_code)
+        reasons = {
+            "op_no_destination": f"The destination account {dest} does not exist on the ledger",
+            "op_no_trust": f"The destination account {dest} has no trustline for {label}",
+            "op_not_authorized": f"The destination account {dest} is not authorized by the "
+            f"issuer to hold {label}",
+            "op_line_full": f"The destination account {dest} cannot hold {amount} more {label} "
+            "(trustline limit reached)",
+            "op_underfunded": f"The distribution account {src} has not enough {label} to pay "
+            f"{amount}; fund it",
+            "op_src_no_trust": f"The distribution account {src} has no trustline for {label}",
+            "op_src_not_authorized": f"The distribution account {src} is not authorized to "
+            f"send {label}",
+            "op_no_issuer": f"The issuer of {label} does not exist on the ledger",
+            "op_malformed": f"The payment of {amount} {label} to {dest} is malformed",
+        }
+        text = reasons.get(op_code, f"The payment operation failed ({tx_code})")
+        return Failed(f"{text} ({op_code})", op_code)
+
+    # --- lookup ----------------------------------------------------------------------------
+
+    async def lookup(self, order: PayoutOrder) -> LookupResult:
+        if not order.tx_hash:
+            return NotFound(dead=True, detail="no envelope was prepared")
+        found = await self._find(order.tx_hash)
+        if found is not None:
+            return found
+        if order.valid_until is None:
+            return NotFound(dead=False, detail="not on the ledger yet")
+        try:
+            latest = await self._ledger.latest_ledger()
+        except LedgerError as exc:
+            raise TransientCustodyError(f"Could not read the latest ledger: {exc}") from None
+        if latest.closed_at <= order.valid_until + DEAD_MARGIN:
+            return NotFound(dead=False, detail="not on the ledger yet; its time bound is open")
+        # A ledger closed after the bound: the envelope can only have landed before it, and
+        # this second read happens after that ledger, so absence now is proof.
+        found = await self._find(order.tx_hash)
+        if found is not None:
+            return found
+        return NotFound(
+            dead=True,
+            detail=f"{order.tx_hash} is not on the ledger and expired at "
+            f"{order.valid_until.isoformat()}",
+        )
+
+    async def _find(self, tx_hash: str) -> Confirmed | Failed | None:
+        try:
+            tx = await self._ledger.get_transaction(tx_hash)
+        except LedgerNotFound:
+            return None
+        except LedgerError as exc:
+            raise TransientCustodyError(f"Could not look up {tx_hash}: {exc}") from None
+        if tx.successful:
+            return Confirmed(hash=tx.hash, ledger=tx.ledger, record=tx.record)
+        return Failed(
+            f"The payment transaction {tx.hash} failed on the ledger (ledger {tx.ledger}); "
+            "nothing was paid",
+            "tx_failed",
+        )
+
+    # --- trustline -------------------------------------------------------------------------
+
+    async def check_trustline(self, account: str, asset: str) -> bool:
+        if asset == "stellar:native":
+            return True
+        try:
+            found = await self._ledger.get_account(account)
+        except LedgerNotFound:
+            return False
+        except LedgerError as exc:
+            raise TransientCustodyError(f"Could not read account {account}: {exc}") from None
+        return found.trusts(asset)
+
+    async def aclose(self) -> None:
+        return None  # the ledger client belongs to the caller
+
+
+# --- conversions (pure; PermanentCustodyError means the payout can never be built) ---------
+
+
+def stellar_asset(asset_id: str) -> Asset:
+    if asset_id == "stellar:native":
+        return Asset.native()
+    parts = asset_id.split(":")
+    if len(parts) != 3 or parts[0] != "stellar":
+        raise PermanentCustodyError(f"Asset {asset_id} is not a Stellar asset", "bad_asset")
+    try:
+        return Asset(parts[1], parts[2])
+    except Exception:
+        raise PermanentCustodyError(
+            f"Asset {asset_id} is not a valid Stellar asset", "bad_asset"
+        ) from None
+
+
+def stellar_amount(amount: str) -> str:
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise PermanentCustodyError(f"Amount {amount!r} is not a number", "bad_amount") from None
+    unit = Decimal("0.0000001")
+    if not value.is_finite() or value <= 0 or value.quantize(unit) != value:
+        raise PermanentCustodyError(
+            f"Amount {amount} cannot be paid on Stellar (positive, at most 7 decimals)",
+            "bad_amount",
+        )
+    return format(value.quantize(unit), "f")
+
+
+def stellar_memo(memo: str | None, memo_type: str | None) -> Memo:
+    if memo is None or memo == "" or memo_type in (None, "none"):
+        return NoneMemo()
+    try:
+        if memo_type == "text":
+            return TextMemo(memo)
+        if memo_type == "id":
+            return IdMemo(int(memo))
+        if memo_type in ("hash", "return"):
+            raw = _hash_bytes(memo)
+            return HashMemo(raw) if memo_type == "hash" else ReturnHashMemo(raw)
+    except PermanentCustodyError:
+        raise
+    except Exception:
+        pass
+    else:
+        raise PermanentCustodyError(f"Memo type {memo_type!r} is not supported", "bad_memo")
+    raise PermanentCustodyError(f"Memo {memo!r} is not a valid {memo_type} memo", "bad_memo")
+
+
+def _hash_bytes(memo: str) -> bytes:
+    """SEP-24 sends hash memos in base64; hex is accepted too. Either way 32 bytes."""
+    candidates: list[bytes] = []
+    if len(memo) == 64:
+        try:
+            candidates.append(bytes.fromhex(memo))
+        except ValueError:
+            pass
+    try:
+        candidates.append(base64.b64decode(memo, validate=True))
+    except (binascii.Error, ValueError):
+        pass
+    for raw in candidates:
+        if len(raw) == 32:
+            return raw
+    raise PermanentCustodyError(f"Memo {memo!r} is not a 32-byte hash", "bad_memo")
+
+
+def distribution_secret(settings: Settings) -> str:
+    """STELLAR_DISTRIBUTION_SECRET, or in the sandbox with nothing set, the sandbox's own."""
+    if settings.stellar_distribution_secret is not None:
+        value = settings.stellar_distribution_secret.get_secret_value()
+        if value:
+            return value
+    if settings.sandbox_enabled:
+        from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
+
+        return str(SANDBOX_DISTRIBUTION_SECRET)
+    raise ConfigError("STELLAR_DISTRIBUTION_SECRET is required when CUSTODY_TYPE=stellar")
+
+
+def build_stellar_signer(settings: Settings, ledger: LedgerClient) -> StellarSigner:
+    return StellarSigner(
+        distribution_secret(settings),
+        ledger,
+        network_passphrase=settings.network_passphrase,
+        tx_timeout_s=settings.stellar_tx_timeout_s,
+        base_fee=settings.stellar_base_fee,
+    )

@@ -1,0 +1,348 @@
+"""The payment observer: credits the user's Stellar payment to their withdrawal.
+
+Every run (an APScheduler interval job, `OBSERVER_INTERVAL_S`, one instance at a time):
+
+1. Reads the latest ledger, then the watched accounts: the distribution account of every
+   configured Stellar asset, and every `to_account` named by a withdrawal in
+   `pending_user_transfer_start` (re-read each run, so a new account is watched at once).
+2. For each account, pages through `LedgerClient.payments(account, cursor)`, oldest first.
+   Each page is ONE database transaction: it first moves the account's stored cursor from the
+   value the page was read with to the page's last paging token (compare-and-set, so two
+   workers never both process a page), then applies every payment's effects. A crash or error
+   anywhere rolls back the effects and the cursor together: the next run replays the page and
+   each payment takes effect exactly once.
+3. When every account is caught up, records the ledger read in step 1 as processed
+   (`observer_state`, reported by `GET /health`).
+
+An incoming payment (to the watched account, successful, `payment` or a path payment) with a
+memo is matched to the SEP-24 withdrawals that told the user to pay that account with that
+memo (a `hash` memo matches in hex or base64). With exactly one such withdrawal, in
+`pending_user_transfer_start`, paid in its `amount_in` asset, the observer applies
+`notify_onchain_funds_received` through the state machine, in the page's transaction, with the
+hash, `amount_in` = the amount received and the message INCOMING_PAYMENT_RECEIVED_MESSAGE. When
+the amount differs from `amount_expected` (else `amount_in`), the message says so:
+"Received an incoming payment. Amount mismatch: received 9.5 but 10 was expected".
+Everything else is recorded in `unmatched_payments` and logged, with a reason: `no_memo`,
+`no_match`, `not_awaiting_payment` (e.g. a second payment), `ambiguous` (two open withdrawals
+with the memo: nobody is credited), `wrong_asset`, `rejected` (the state machine refused it).
+Outgoing payments, failed transactions and other operations are skipped.
+
+A state-machine error with code -32603 (e.g. Horizon did not answer) is transient: the page is
+rolled back and retried next run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, Protocol
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.adapters.ledger import LedgerClient, LedgerNotFound, ObservedPayment
+from anchorpay.domain.assets import AssetList
+from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
+from anchorpay.domain.statuses import Status
+from anchorpay.domain.transaction import Transaction
+from anchorpay.settings import Settings
+from anchorpay.store import observer as store
+
+log = logging.getLogger("anchorpay.observer")
+
+JOB_ID = "payment_observer"
+PAGE_LIMIT = 200
+MAX_PAGES_PER_ACCOUNT = 50  # per run; the rest waits for the next run
+PAYMENT_TYPES = frozenset(
+    {"payment", "path_payment", "path_payment_strict_receive", "path_payment_strict_send"}
+)
+METHOD = "notify_onchain_funds_received"
+
+Outcome = Literal["credited", "unmatched", "skipped"]
+
+
+class ObserverServices(Protocol):
+    """What the observer needs of the workflow's `Services`."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def assets(self) -> AssetList: ...
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+    @property
+    def ledger(self) -> LedgerClient: ...
+
+
+# Applies `notify_onchain_funds_received` with these params inside the given session's
+# database transaction (the workflow's run_method with `session=`).
+Apply = Callable[[AsyncSession, dict[str, Any]], Awaitable[Transaction]]
+
+
+@dataclass
+class ObserverRun:
+    """What one run did (for logs and tests)."""
+
+    accounts: int = 0
+    pages: int = 0
+    payments: int = 0
+    credited: list[str] = field(default_factory=list)  # transaction ids
+    unmatched: list[str] = field(default_factory=list)  # payment ids
+    caught_up: bool = False
+    ledger: int | None = None
+    error: str | None = None
+
+
+class _LostRace(Exception):
+    """Another worker moved the cursor first."""
+
+
+def memo_candidates(memo: str | None, memo_type: str | None) -> set[str]:
+    """The stored forms a payment memo may have. A `hash` memo is stored in base64 (the
+    reference's `self` generator) or as the business gave it: match hex and base64."""
+    if not memo:
+        return set()
+    out = {memo}
+    if memo_type == "hash":
+        raw: bytes | None = None
+        try:
+            raw = bytes.fromhex(memo)
+        except ValueError:
+            try:
+                raw = base64.b64decode(memo, validate=True)
+            except (binascii.Error, ValueError):
+                raw = None
+        if raw is not None and len(raw) == 32:
+            out.add(base64.b64encode(raw).decode())
+            out.add(raw.hex())
+    return out
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def amount_message(base: str, received: str, expected: str | None) -> str:
+    """`base`, plus the mismatch sentence when the amount received is not the one expected."""
+    if not expected:
+        return base
+    try:
+        got, want = Decimal(received), Decimal(expected)
+    except InvalidOperation:
+        return base
+    if got == want:
+        return base
+    return f"{base}. Amount mismatch: received {_plain(got)} but {_plain(want)} was expected"
+
+
+class PaymentObserver:
+    def __init__(
+        self,
+        services: ObserverServices,
+        apply: Apply | None = None,
+        *,
+        page_limit: int = PAGE_LIMIT,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.services = services
+        self.apply = apply or _workflow_apply(services)
+        self.page_limit = page_limit
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def run_once(self) -> ObserverRun:
+        """The job: never raises; a failure is logged and recorded for GET /health."""
+        try:
+            return await self.sync()
+        except Exception as exc:
+            log.exception("payment observer run failed")
+            message = f"{type(exc).__name__}: {exc}"
+            try:
+                async with self.services.sessions() as session, session.begin():
+                    await store.save_error(session, message, self.clock())
+            except Exception:
+                log.exception("payment observer could not record its error")
+            return ObserverRun(error=message)
+
+    async def sync(self) -> ObserverRun:
+        """One pass over every watched account; raises on the first failure."""
+        run = ObserverRun()
+        latest = await self.services.ledger.latest_ledger()
+        run.ledger = latest.sequence
+        accounts = await self.watched_accounts()
+        run.accounts = len(accounts)
+        caught_up = True
+        for account in sorted(accounts):
+            caught_up = await self._sync_account(account, run) and caught_up
+        if caught_up:
+            async with self.services.sessions() as session, session.begin():
+                await store.save_caught_up(session, latest.sequence, latest.closed_at, self.clock())
+        run.caught_up = caught_up
+        if run.credited or run.unmatched:
+            log.info(
+                "observer: %d payments, credited %d, unmatched %d",
+                run.payments,
+                len(run.credited),
+                len(run.unmatched),
+            )
+        return run
+
+    async def watched_accounts(self) -> set[str]:
+        accounts = {
+            a.distribution_account
+            for a in self.services.assets.stellar_assets()
+            if a.distribution_account
+        }
+        async with self.services.sessions() as session:
+            accounts |= await store.open_withdrawal_accounts(session)
+        return accounts
+
+    async def _sync_account(self, account: str, run: ObserverRun) -> bool:
+        """Process pages until the account is caught up (True) or the page budget is spent."""
+        for _ in range(MAX_PAGES_PER_ACCOUNT):
+            async with self.services.sessions() as session:
+                cursor = await store.get_cursor(session, account)
+            try:
+                page = await self.services.ledger.payments(account, cursor, self.page_limit)
+            except LedgerNotFound:
+                return True  # the account does not exist yet: nothing was paid to it
+            if not page.payments:
+                return True
+            try:
+                await self._process_page(account, cursor, page.payments, run)
+            except (_LostRace, IntegrityError):
+                log.info("observer: another worker processed %s first; re-reading", account)
+                continue
+            run.pages += 1
+            if len(page.payments) < self.page_limit:
+                return True
+        return False
+
+    async def _process_page(
+        self, account: str, cursor: str | None, payments: list[ObservedPayment], run: ObserverRun
+    ) -> None:
+        credited: list[str] = []
+        unmatched: list[str] = []
+        async with self.services.sessions() as session, session.begin():
+            now = self.clock()
+            new_cursor = payments[-1].paging_token
+            if not await store.claim_page(session, account, cursor, new_cursor, len(payments), now):
+                raise _LostRace(account)
+            for payment in payments:
+                outcome, tx_id = await self.handle_payment(session, account, payment, now)
+                if outcome == "unmatched":
+                    unmatched.append(payment.id)
+                elif outcome == "credited" and tx_id:
+                    credited.append(tx_id)
+        run.payments += len(payments)
+        run.credited.extend(credited)
+        run.unmatched.extend(unmatched)
+
+    async def handle_payment(
+        self, session: AsyncSession, account: str, payment: ObservedPayment, now: datetime
+    ) -> tuple[Outcome, str | None]:
+        """Apply one payment in the page's transaction: credited (with the transaction id),
+        unmatched (recorded), or skipped (not an incoming payment)."""
+        if payment.destination_account != account or payment.source_account == account:
+            return "skipped", None
+        if not payment.successful or payment.type not in PAYMENT_TYPES:
+            return "skipped", None
+
+        async def unmatched(
+            reason: str, detail: str, tx_id: str | None = None
+        ) -> tuple[Outcome, str | None]:
+            log.warning(
+                "observer: unmatched payment %s (tx %s) of %s %s to %s memo %r: %s",
+                payment.id,
+                payment.transaction_hash,
+                payment.amount,
+                payment.asset,
+                account,
+                payment.memo,
+                detail,
+            )
+            await store.record_unmatched(session, payment, account, reason, detail, now, tx_id)
+            return "unmatched", tx_id
+
+        candidates = memo_candidates(payment.memo, payment.memo_type)
+        if not candidates or payment.memo_type in (None, "none"):
+            return await unmatched("no_memo", "The payment has no memo")
+        matches = await store.withdrawals_by_memo(session, account, candidates)
+        if not matches:
+            return await unmatched("no_match", "No withdrawal uses this memo for this account")
+        open_ = [t for t in matches if t.status == Status.PENDING_USER_TRANSFER_START]
+        if not open_:
+            tx = matches[-1]
+            return await unmatched(
+                "not_awaiting_payment",
+                f"Transaction[{tx.id}] uses this memo but is in status {tx.status.value}",
+                tx.id,
+            )
+        if len(open_) > 1:
+            ids = ", ".join(t.id for t in open_)
+            return await unmatched(
+                "ambiguous", f"Several open withdrawals use this memo: {ids}", open_[0].id
+            )
+        tx = open_[0]
+        expected_asset = tx.amount_in_asset or tx.requested_asset
+        if expected_asset != payment.asset:
+            return await unmatched(
+                "wrong_asset",
+                f"Transaction[{tx.id}] expects {expected_asset}, the payment is {payment.asset}",
+                tx.id,
+            )
+        message = amount_message(
+            self.services.settings.incoming_payment_received_message,
+            payment.amount,
+            tx.amount_expected or tx.amount_in,
+        )
+        params: dict[str, Any] = {
+            "transaction_id": tx.id,
+            "stellar_transaction_id": payment.transaction_hash,
+            "amount_in": {"amount": payment.amount},
+            "message": message,
+        }
+        try:
+            await self.apply(session, params)
+        except RpcError as exc:
+            if exc.code == INTERNAL_ERROR:
+                raise  # transient (e.g. Horizon): roll the page back, retry next run
+            return await unmatched("rejected", f"{METHOD} was refused: {exc.message}", tx.id)
+        log.info(
+            "observer: payment %s (tx %s) credited to withdrawal %s",
+            payment.id,
+            payment.transaction_hash,
+            tx.id,
+        )
+        return "credited", tx.id
+
+
+def _workflow_apply(services: ObserverServices) -> Apply:
+    async def apply(session: AsyncSession, params: dict[str, Any]) -> Transaction:
+        from anchorpay import workflow  # the workflow imports the scheduler's neighbours
+
+        return await workflow.run_method(services, METHOD, params, session=session)  # type: ignore[arg-type]
+
+    return apply
+
+
+def add_observer_job(scheduler: Any, services: ObserverServices) -> PaymentObserver:
+    """Register the observer on an APScheduler scheduler: every OBSERVER_INTERVAL_S, one
+    instance at a time, missed runs coalesced."""
+    observer = PaymentObserver(services)
+    scheduler.add_job(
+        observer.run_once,
+        "interval",
+        seconds=services.settings.observer_interval_s,
+        id=JOB_ID,
+        max_instances=1,
+        coalesce=True,
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
+    return observer

@@ -5,12 +5,15 @@ Every run (an APScheduler interval job, `OBSERVER_INTERVAL_S`, one instance at a
 1. Reads the latest ledger, then the watched accounts: the distribution account of every
    configured Stellar asset, and every `to_account` named by a withdrawal in
    `pending_user_transfer_start` (re-read each run, so a new account is watched at once).
-2. For each account, pages through `LedgerClient.payments(account, cursor)`, oldest first.
-   Each page is ONE database transaction: it first moves the account's stored cursor from the
-   value the page was read with to the page's last paging token (compare-and-set, so two
-   workers never both process a page), then applies every payment's effects. A crash or error
-   anywhere rolls back the effects and the cursor together: the next run replays the page and
-   each payment takes effect exactly once.
+2. For each account, pages through `LedgerClient.payments(account, cursor)`, oldest first,
+   and decides each payment (read only). Effects commit in units, each ONE database
+   transaction that also moves the account's stored cursor (compare-and-set from the value
+   the unit started from, so two workers never both take a payment): a credit commits inside
+   the state machine's own transaction (`run_method(..., in_same_transaction=...)`) together
+   with the cursor moved to that payment and the unmatched payments before it; the rest of
+   the page commits at its end. A crash or error anywhere rolls back the open unit, effects and
+   cursor together: the next run resumes from the last committed payment and each payment
+   takes effect exactly once, none is skipped however long the process was down.
 3. When every account is caught up, records the ledger read in step 1 as processed
    (`observer_state`, reported by `GET /health`).
 
@@ -18,17 +21,16 @@ An incoming payment (to the watched account, successful, `payment` or a path pay
 memo is matched to the SEP-24 withdrawals that told the user to pay that account with that
 memo (a `hash` memo matches in hex or base64). With exactly one such withdrawal, in
 `pending_user_transfer_start`, paid in its `amount_in` asset, the observer applies
-`notify_onchain_funds_received` through the state machine, in the page's transaction, with the
-hash, `amount_in` = the amount received and the message INCOMING_PAYMENT_RECEIVED_MESSAGE. When
-the amount differs from `amount_expected` (else `amount_in`), the message says so:
+`notify_onchain_funds_received` through the state machine with the hash, `amount_in` = the
+amount received and the message INCOMING_PAYMENT_RECEIVED_MESSAGE. When the amount differs from `amount_expected` (else `amount_in`), the message says so:
 "Received an incoming payment. Amount mismatch: received 9.5 but 10 was expected".
 Everything else is recorded in `unmatched_payments` and logged, with a reason: `no_memo`,
 `no_match`, `not_awaiting_payment` (e.g. a second payment), `ambiguous` (two open withdrawals
 with the memo: nobody is credited), `wrong_asset`, `rejected` (the state machine refused it).
 Outgoing payments, failed transactions and other operations are skipped.
 
-A state-machine error with code -32603 (e.g. Horizon did not answer) is transient: the page is
-rolled back and retried next run.
+A state-machine error with code -32603 (e.g. Horizon did not answer) is transient: the open
+unit is rolled back and retried from the stored cursor next run.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -64,8 +66,6 @@ PAYMENT_TYPES = frozenset(
 )
 METHOD = "notify_onchain_funds_received"
 
-Outcome = Literal["credited", "unmatched", "skipped"]
-
 
 class ObserverServices(Protocol):
     """What the observer needs of the workflow's `Services`."""
@@ -80,9 +80,11 @@ class ObserverServices(Protocol):
     def ledger(self) -> LedgerClient: ...
 
 
-# Applies `notify_onchain_funds_received` with these params inside the given session's
-# database transaction (the workflow's run_method with `session=`).
-Apply = Callable[[AsyncSession, dict[str, Any]], Awaitable[Transaction]]
+# Work that must commit in the same database transaction as a state change.
+Finish = Callable[[AsyncSession], Awaitable[None]]
+# Applies `notify_onchain_funds_received` with these params and runs `finish` inside the
+# same database transaction (the workflow's run_method with `in_same_transaction=`).
+Apply = Callable[[dict[str, Any], Finish], Awaitable[Transaction]]
 
 
 @dataclass
@@ -141,6 +143,22 @@ def amount_message(base: str, received: str, expected: str | None) -> str:
     return f"{base}. Amount mismatch: received {_plain(got)} but {_plain(want)} was expected"
 
 
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    reason: str
+    detail: str
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    transaction_id: str
+    params: dict[str, Any]
+
+
+Decision = Unmatched | Credit | None  # None: not an incoming payment, skipped
+
+
 class PaymentObserver:
     def __init__(
         self,
@@ -157,21 +175,22 @@ class PaymentObserver:
 
     async def run_once(self) -> ObserverRun:
         """The job: never raises; a failure is logged and recorded for GET /health."""
+        run = ObserverRun()
         try:
-            return await self.sync()
+            await self.sync(run)
         except Exception as exc:
             log.exception("payment observer run failed")
-            message = f"{type(exc).__name__}: {exc}"
+            run.error = f"{type(exc).__name__}: {exc}"
             try:
                 async with self.services.sessions() as session, session.begin():
-                    await store.save_error(session, message, self.clock())
+                    await store.save_error(session, run.error, self.clock())
             except Exception:
                 log.exception("payment observer could not record its error")
-            return ObserverRun(error=message)
+        return run
 
-    async def sync(self) -> ObserverRun:
+    async def sync(self, run: ObserverRun | None = None) -> ObserverRun:
         """One pass over every watched account; raises on the first failure."""
-        run = ObserverRun()
+        run = run or ObserverRun()
         latest = await self.services.ledger.latest_ledger()
         run.ledger = latest.sequence
         accounts = await self.watched_accounts()
@@ -226,72 +245,113 @@ class PaymentObserver:
     async def _process_page(
         self, account: str, cursor: str | None, payments: list[ObservedPayment], run: ObserverRun
     ) -> None:
-        credited: list[str] = []
-        unmatched: list[str] = []
+        """Commit units: each credit commits with the cursor moved to its payment and the
+        unmatched payments before it; the rest commit together at the end of the page."""
+        pending: list[tuple[ObservedPayment, Unmatched]] = []
+        since = 0  # payments since `cursor`
+        for payment in payments:
+            run.payments += 1
+            since += 1
+            async with self.services.sessions() as session:
+                decision = await self.decide(session, account, payment)
+            if isinstance(decision, Credit):
+                finish = self._finisher(account, cursor, payment.paging_token, since, pending)
+                try:
+                    await self.apply(decision.params, finish)
+                except RpcError as exc:
+                    if exc.code == INTERNAL_ERROR:
+                        raise  # transient (e.g. Horizon): retried from the cursor next run
+                    detail = f"{METHOD} was refused: {exc.message}"
+                    decision = Unmatched("rejected", detail, decision.transaction_id)
+                else:
+                    log.info(
+                        "observer: payment %s (tx %s) credited to withdrawal %s",
+                        payment.id,
+                        payment.transaction_hash,
+                        decision.transaction_id,
+                    )
+                    run.unmatched.extend(p.id for p, _ in pending)
+                    run.credited.append(decision.transaction_id)
+                    cursor, pending, since = payment.paging_token, [], 0
+                    continue
+            if decision is not None:
+                pending.append((payment, decision))
+        finish = self._finisher(account, cursor, payments[-1].paging_token, since, pending)
         async with self.services.sessions() as session, session.begin():
+            await finish(session)
+        run.unmatched.extend(p.id for p, _ in pending)
+
+    def _finisher(
+        self,
+        account: str,
+        old: str | None,
+        new: str,
+        count: int,
+        pending: list[tuple[ObservedPayment, Unmatched]],
+    ) -> Finish:
+        """What commits with a unit: the cursor moves from `old` to `new` (or the unit is
+        refused: another worker took it), and the unmatched payments are recorded."""
+        items = list(pending)
+
+        async def finish(session: AsyncSession) -> None:
             now = self.clock()
-            new_cursor = payments[-1].paging_token
-            if not await store.claim_page(session, account, cursor, new_cursor, len(payments), now):
+            if not await store.claim_page(session, account, old, new, count, now):
                 raise _LostRace(account)
-            for payment in payments:
-                outcome, tx_id = await self.handle_payment(session, account, payment, now)
-                if outcome == "unmatched":
-                    unmatched.append(payment.id)
-                elif outcome == "credited" and tx_id:
-                    credited.append(tx_id)
-        run.payments += len(payments)
-        run.credited.extend(credited)
-        run.unmatched.extend(unmatched)
+            for payment, unmatched in items:
+                log.warning(
+                    "observer: unmatched payment %s (tx %s) of %s %s to %s memo %r: %s",
+                    payment.id,
+                    payment.transaction_hash,
+                    payment.amount,
+                    payment.asset,
+                    account,
+                    payment.memo,
+                    unmatched.detail,
+                )
+                await store.record_unmatched(
+                    session,
+                    payment,
+                    account,
+                    unmatched.reason,
+                    unmatched.detail,
+                    now,
+                    unmatched.transaction_id,
+                )
 
-    async def handle_payment(
-        self, session: AsyncSession, account: str, payment: ObservedPayment, now: datetime
-    ) -> tuple[Outcome, str | None]:
-        """Apply one payment in the page's transaction: credited (with the transaction id),
-        unmatched (recorded), or skipped (not an incoming payment)."""
+        return finish
+
+    async def decide(
+        self, session: AsyncSession, account: str, payment: ObservedPayment
+    ) -> Decision:
+        """What to do with one payment: credit a withdrawal, record it unmatched, or skip it
+        (not an incoming payment). Reads only."""
         if payment.destination_account != account or payment.source_account == account:
-            return "skipped", None
+            return None
         if not payment.successful or payment.type not in PAYMENT_TYPES:
-            return "skipped", None
-
-        async def unmatched(
-            reason: str, detail: str, tx_id: str | None = None
-        ) -> tuple[Outcome, str | None]:
-            log.warning(
-                "observer: unmatched payment %s (tx %s) of %s %s to %s memo %r: %s",
-                payment.id,
-                payment.transaction_hash,
-                payment.amount,
-                payment.asset,
-                account,
-                payment.memo,
-                detail,
-            )
-            await store.record_unmatched(session, payment, account, reason, detail, now, tx_id)
-            return "unmatched", tx_id
-
+            return None
         candidates = memo_candidates(payment.memo, payment.memo_type)
         if not candidates or payment.memo_type in (None, "none"):
-            return await unmatched("no_memo", "The payment has no memo")
+            return Unmatched("no_memo", "The payment has no memo")
         matches = await store.withdrawals_by_memo(session, account, candidates)
         if not matches:
-            return await unmatched("no_match", "No withdrawal uses this memo for this account")
+            return Unmatched("no_match", "No withdrawal uses this memo for this account")
         open_ = [t for t in matches if t.status == Status.PENDING_USER_TRANSFER_START]
         if not open_:
             tx = matches[-1]
-            return await unmatched(
+            return Unmatched(
                 "not_awaiting_payment",
                 f"Transaction[{tx.id}] uses this memo but is in status {tx.status.value}",
                 tx.id,
             )
         if len(open_) > 1:
             ids = ", ".join(t.id for t in open_)
-            return await unmatched(
+            return Unmatched(
                 "ambiguous", f"Several open withdrawals use this memo: {ids}", open_[0].id
             )
         tx = open_[0]
         expected_asset = tx.amount_in_asset or tx.requested_asset
         if expected_asset != payment.asset:
-            return await unmatched(
+            return Unmatched(
                 "wrong_asset",
                 f"Transaction[{tx.id}] expects {expected_asset}, the payment is {payment.asset}",
                 tx.id,
@@ -307,26 +367,14 @@ class PaymentObserver:
             "amount_in": {"amount": payment.amount},
             "message": message,
         }
-        try:
-            await self.apply(session, params)
-        except RpcError as exc:
-            if exc.code == INTERNAL_ERROR:
-                raise  # transient (e.g. Horizon): roll the page back, retry next run
-            return await unmatched("rejected", f"{METHOD} was refused: {exc.message}", tx.id)
-        log.info(
-            "observer: payment %s (tx %s) credited to withdrawal %s",
-            payment.id,
-            payment.transaction_hash,
-            tx.id,
-        )
-        return "credited", tx.id
+        return Credit(tx.id, params)
 
 
 def _workflow_apply(services: ObserverServices) -> Apply:
-    async def apply(session: AsyncSession, params: dict[str, Any]) -> Transaction:
-        from anchorpay import workflow  # the workflow imports the scheduler's neighbours
+    async def apply(params: dict[str, Any], finish: Finish) -> Transaction:
+        from anchorpay import workflow
 
-        return await workflow.run_method(services, METHOD, params, session=session)  # type: ignore[arg-type]
+        return await workflow.run_method(services, METHOD, params, in_same_transaction=finish)
 
     return apply
 

@@ -25,7 +25,12 @@ from anchorpay.domain.errors import InternalError, InvalidParams
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.scheduler import observer as observer_mod
-from anchorpay.scheduler.observer import PaymentObserver, amount_message, memo_candidates
+from anchorpay.scheduler.observer import (
+    Finish,
+    PaymentObserver,
+    amount_message,
+    memo_candidates,
+)
 from anchorpay.scheduler.observer_health import observer_health
 from anchorpay.settings import Settings
 from anchorpay.store import observer as store
@@ -113,23 +118,29 @@ class Services:
     applied: list[dict[str, Any]] = field(default_factory=list)
     fail_apply: Exception | None = None
 
-    async def apply(self, session: AsyncSession, params: dict[str, Any]) -> Transaction:
-        """What run_method does for notify_onchain_funds_received, minus Horizon."""
+    async def apply(self, params: dict[str, Any], finish: Finish) -> Transaction:
+        """What run_method does for notify_onchain_funds_received, minus Horizon: validate,
+        apply, write, run `finish` in the same database transaction, commit."""
         if self.fail_apply is not None:
             raise self.fail_apply
-        tx = await transactions.get(session, params["transaction_id"])
-        assert tx is not None
-        new = tx.clone()
-        new.status = Status.PENDING_ANCHOR
-        new.amount_in = params["amount_in"]["amount"]
-        new.message = params["message"]
-        new.stellar_transaction_id = params["stellar_transaction_id"]
-        new.transfer_received_at = T0
-        new.stellar_transactions.append(
-            StellarTransaction(id=params["stellar_transaction_id"], created_at=T0, envelope="")
-        )
+        async with self.sessions() as session, session.begin():
+            tx = await transactions.get(session, params["transaction_id"])
+            assert tx is not None
+            if tx.status != Status.PENDING_USER_TRANSFER_START:
+                raise InvalidParams(f"Status[{tx.status.value}]")
+            new = tx.clone()
+            new.status = Status.PENDING_ANCHOR
+            new.amount_in = params["amount_in"]["amount"]
+            new.message = params["message"]
+            new.stellar_transaction_id = params["stellar_transaction_id"]
+            new.transfer_received_at = T0
+            new.stellar_transactions.append(
+                StellarTransaction(id=params["stellar_transaction_id"], created_at=T0, envelope="")
+            )
+            written = await transactions.update(session, new)
+            await finish(session)
         self.applied.append(params)
-        return await transactions.update(session, new)
+        return written
 
 
 @pytest.fixture
@@ -303,43 +314,65 @@ async def test_pages_and_resume_from_the_stored_cursor(services: Services) -> No
 async def test_crash_in_the_middle_of_a_page_processes_each_payment_once(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for i in range(5):
+    payments = []
+    for i in range(6):
         await open_withdrawal(services, f"w{i}", str(100 + i))
-        services.ledger.pay(DIST, "10", str(100 + i))
-    stray = services.ledger.pay(DIST, "1", "4242")  # unmatched, in the same page
+        payments.append(services.ledger.pay(DIST, "10", str(100 + i)))
+        if i == 1:
+            stray = services.ledger.pay(DIST, "1", "4242")  # unmatched, in the same page
 
-    real = PaymentObserver.handle_payment
+    # 1. The process dies while deciding the 5th payment (w3): w0, w1, the stray payment
+    #    and w2 are committed, with the cursor at w2.
+    real_decide = PaymentObserver.decide
     calls = 0
 
-    async def crash_after_three(self: PaymentObserver, *args: Any) -> Any:
+    async def die_at_fifth(self: PaymentObserver, *args: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 4:
+        if calls == 5:
             raise RuntimeError("killed")
-        return await real(self, *args)
+        return await real_decide(self, *args)
 
-    monkeypatch.setattr(PaymentObserver, "handle_payment", crash_after_three)
+    monkeypatch.setattr(PaymentObserver, "decide", die_at_fifth)
     run = await make_observer(services).run_once()
     assert run.error == "RuntimeError: killed"
-    assert len(services.applied) == 3  # effects were made, then rolled back with the cursor
-    for i in range(5):
-        assert (await get_tx(services, f"w{i}")).status == Status.PENDING_USER_TRANSFER_START
+    assert run.credited == ["w0", "w1", "w2"] and run.unmatched == [stray.id]
     async with services.sessions() as session:
-        assert await store.get_cursor(session, DIST) is None
-        state = await store.get_state(session)
-    assert state is not None and state.last_error == "RuntimeError: killed"
+        assert await store.get_cursor(session, DIST) == payments[2].paging_token
+    monkeypatch.setattr(PaymentObserver, "decide", real_decide)
 
-    monkeypatch.setattr(PaymentObserver, "handle_payment", real)
-    services.applied.clear()
-    run = await make_observer(services).run_once()  # the restarted process
-    assert run.error is None and sorted(run.credited) == [f"w{i}" for i in range(5)]
-    assert sorted(p["transaction_id"] for p in services.applied) == [f"w{i}" for i in range(5)]
-    for i in range(5):
+    # 2. The restarted process dies inside w4's unit, after the state change was written and
+    #    before commit: w3 is committed, w4's change is rolled back with its cursor.
+    real_claim = store.claim_page
+    claims = 0
+
+    async def die_in_second_unit(*args: Any) -> bool:
+        nonlocal claims
+        claims += 1
+        if claims == 2:
+            raise RuntimeError("killed again")
+        return await real_claim(*args)
+
+    monkeypatch.setattr(store, "claim_page", die_in_second_unit)
+    run = await make_observer(services).run_once()
+    assert run.error == "RuntimeError: killed again" and run.credited == ["w3"]
+    assert (await get_tx(services, "w4")).status == Status.PENDING_USER_TRANSFER_START
+    async with services.sessions() as session:
+        assert await store.get_cursor(session, DIST) == payments[3].paging_token
+    monkeypatch.setattr(store, "claim_page", real_claim)
+
+    # 3. The next run finishes the page: every payment took effect exactly once.
+    run = await make_observer(services).run_once()
+    assert run.error is None and run.credited == ["w4", "w5"]
+    committed = [p["transaction_id"] for p in services.applied]
+    assert committed == ["w0", "w1", "w2", "w3", "w4", "w5"]
+    for i in range(6):
         tx = await get_tx(services, f"w{i}")
-        assert tx.status == Status.PENDING_ANCHOR and len(tx.stellar_transactions) == 1
+        assert tx.status == Status.PENDING_ANCHOR
+        assert [s.id for s in tx.stellar_transactions] == [payments[i].transaction_hash]
     assert await unmatched(services) == {stray.id: "no_match"}
     again = await make_observer(services).run_once()
-    assert again.payments == 0 and len(services.applied) == 5
+    assert again.payments == 0 and len(services.applied) == 6
 
 
 async def test_transient_error_rolls_back_and_retries(services: Services) -> None:
@@ -430,3 +463,29 @@ def test_job_registration() -> None:
     assert added["trigger"] == "interval" and added["seconds"] == 3
     assert added["max_instances"] == 1 and added["id"] == observer_mod.JOB_ID
     assert added["func"] == observer.run_once
+
+
+async def test_unmatched_endpoint_lists_newest_first(services: Services) -> None:
+    import httpx
+    from starlette.applications import Starlette
+
+    from anchorpay.api import observer as api
+
+    first = services.ledger.pay(DIST, "1", "999")
+    second = services.ledger.pay(DIST, "2", None)
+    await make_observer(services).run_once()
+    app = Starlette(routes=api.routes())
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        body = (await client.get("/observer/unmatched")).json()["unmatched_payments"]
+        assert {p["id"]: p["reason"] for p in body} == {first.id: "no_match", second.id: "no_memo"}
+        assert body[0]["stellar_transaction_id"] in (
+            first.transaction_hash,
+            second.transaction_hash,
+        )
+        one = (await client.get("/observer/unmatched", params={"limit": 1})).json()
+        assert len(one["unmatched_payments"]) == 1
+        none = await client.get("/observer/unmatched", params={"account": OTHER})
+        assert none.json() == {"unmatched_payments": []}
+        assert (await client.get("/observer/unmatched", params={"limit": 0})).status_code == 400

@@ -19,14 +19,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CursorResult, Executable, and_, func, or_, select, update
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from anchorpay.domain.machine import PayoutIntent
 from anchorpay.store.tables import PayoutRow
+
+if TYPE_CHECKING:  # only its fields are read; the machine imports nothing of the store
+    from anchorpay.domain.machine import PayoutIntent
 
 QUEUED = "queued"
 WAITING_TRUST = "waiting_trust"
@@ -46,7 +48,7 @@ _T = PayoutRow.__table__  # type: ignore[attr-defined]
 async def _run(session: AsyncSession, statement: Executable) -> CursorResult[Any]:
     """Core statements on the session's connection (same database transaction)."""
     conn = await session.connection()
-    return await conn.execute(statement)  # type: ignore[return-value]
+    return await conn.execute(statement)
 
 
 class PayoutConflict(Exception):
@@ -78,7 +80,7 @@ async def record_intent(
             ),
         )
     ).all()
-    for _seq, state in rows:
+    for _seq, state in (tuple(r) for r in rows):
         if state in OPEN_STATES:
             raise PayoutConflict(
                 f"Transaction[{transaction_id}] already has an open {intent.purpose} payout"
@@ -191,7 +193,7 @@ async def claim_due(
         )
     ).all()
     claimed: list[str] = []
-    for pid, version, state, adapter in candidates:
+    for pid, version, state, adapter in (tuple(r) for r in candidates):
         if len(claimed) >= limit:
             break
         conditions = [_T.c.id == pid, _T.c.version == version, _due(now)]
@@ -263,7 +265,7 @@ async def save(
         .where(_T.c.id == row.id, _T.c.version == row.version, _T.c.lease_owner == owner)
         .values(**values),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         raise LeaseLost(row.id)
     data = row.model_dump()
     data.update(values)
@@ -301,4 +303,5 @@ async def list_payouts(
 
 async def count_by_state(session: AsyncSession) -> dict[str, int]:
     result = await _run(session, select(_T.c.state, func.count()).group_by(_T.c.state))
-    return {state: int(n) for state, n in result.all()}
+    rows: list[Any] = list(result.all())
+    return {str(state): int(n) for state, n in rows}

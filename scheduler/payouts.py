@@ -1,0 +1,306 @@
+"""Carrying payouts out: claim, check the trustline, prepare (commit), submit, record.
+
+Every step is committed before the next network call, so a crash anywhere leaves one of:
+- `queued` with no material: nothing was sent; start over.
+- `submitting` with material: it may or may not have been sent. Ask `lookup`; resubmit the
+  SAME material while it may still land; build a new one only once it is proven dead.
+- `submitted`: accepted, not final; `lookup` until it is.
+- `confirmed` / `failed`: final, written together with the transaction's completion.
+A worker holds a payout by a lease; a crashed worker's lease expires and another takes over.
+Every write checks the lease, so a worker that lost the row stops before sending anything.
+
+`attempts` counts envelopes prepared plus tries that failed transiently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.adapters.base import (
+    Confirmed,
+    CustodyAdapter,
+    Failed,
+    LookupResult,
+    NotFound,
+    PayoutOrder,
+    Pending,
+    PermanentCustodyError,
+    TransientCustodyError,
+)
+from anchorpay.scheduler.completion import Completion
+from anchorpay.scheduler.retry import Backoff
+from anchorpay.settings import Settings
+from anchorpay.store import payouts as store
+from anchorpay.store.tables import PayoutRow
+
+log = logging.getLogger("anchorpay.payouts")
+
+CRASH_ENV = "ANCHORPAY_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """TEST-ONLY: with ANCHORPAY_CRASH_AT=<name> (after_prepare | after_submit) the process
+    SIGKILLs itself here, so crash tests can stop a real worker at the worst moment."""
+    if os.environ.get(CRASH_ENV) == name:
+        log.warning("ANCHORPAY_CRASH_AT=%s: killing this process (test hook)", name)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def to_order(row: PayoutRow) -> PayoutOrder:
+    return PayoutOrder(
+        id=row.id,
+        transaction_id=row.transaction_id,
+        purpose=row.purpose,
+        destination=row.destination,
+        asset=row.asset,
+        amount=row.amount,
+        memo=row.memo,
+        memo_type=row.memo_type,
+        envelope_xdr=row.envelope_xdr,
+        tx_hash=row.tx_hash,
+        source_sequence=row.source_sequence,
+        valid_until=row.valid_until,
+        adapter_ref=row.adapter_ref,
+    )
+
+
+def log_change(before: PayoutRow | None, after: PayoutRow, note: str = "") -> None:
+    """One structured line per payout state change (logfmt)."""
+    fields: dict[str, Any] = {
+        "event": "payout_state",
+        "payout": after.id,
+        "transaction": after.transaction_id,
+        "purpose": after.purpose,
+        "from": before.state if before is not None else "-",
+        "to": after.state,
+        "attempts": after.attempts,
+        "hash": after.tx_hash or "-",
+    }
+    if after.last_error:
+        fields["error"] = after.last_error
+    if note:
+        fields["note"] = note
+    log.info(" ".join(f"{k}={_quote(v)}" for k, v in fields.items()))
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    return f'"{text}"' if any(c in text for c in ' ="') else text
+
+
+class PayoutProcessor:
+    """Advances claimed payouts through one adapter. One instance per worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        adapter: CustodyAdapter,
+        completion: Completion,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.adapter = adapter
+        self.completion = completion
+        self.owner = owner or f"worker-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.backoff = backoff or Backoff.from_settings(settings)
+        self.lease_s = settings.payout_lease_s
+
+    # --- claiming --------------------------------------------------------------------------
+
+    async def run_batch(self, states: Collection[str] = store.OPEN_STATES, limit: int = 10) -> int:
+        """Claim due payouts (committed), process them one by one. Returns how many."""
+        async with self.sessions() as session, session.begin():
+            rows = await store.claim_due(
+                session,
+                self.owner,
+                self.clock(),
+                self.lease_s,
+                limit,
+                states=states,
+                serial_adapters=(self.adapter.name,) if self.adapter.one_in_flight else (),
+            )
+        for row in rows:
+            await self.process(row)
+        return len(rows)
+
+    async def process(self, row: PayoutRow) -> None:
+        try:
+            if row.adapter != self.adapter.name:
+                await self._save(
+                    row,
+                    release=True,
+                    next_attempt_at=None,
+                    last_error=f"no adapter {row.adapter!r} configured here",
+                )
+            elif row.state in (store.QUEUED, store.WAITING_TRUST):
+                await self._start(row)
+            else:
+                await self._resolve(row)
+        except store.LeaseLost as exc:
+            log.warning("payout %s: %s; leaving it to its new holder", row.id, exc)
+        except Exception as exc:  # a bug or the database: keep the worker alive, retry later
+            log.exception("payout %s: unexpected error", row.id)
+            try:
+                await self._retry(row, f"internal error: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("payout %s: could not record the error", row.id)
+
+    # --- the steps -------------------------------------------------------------------------
+
+    async def _start(self, row: PayoutRow) -> None:
+        """No live material: check the trustline, prepare and commit, then send."""
+        if row.attempts >= self.settings.payout_max_attempts:
+            await self.completion.fail(self, row, self._gave_up(row))
+            return
+        try:
+            trusted = await self.adapter.check_trustline(row.destination, row.asset)
+        except TransientCustodyError as exc:
+            await self._retry(row, str(exc))
+            return
+        if not trusted:
+            await self._park_for_trust(row)
+            return
+        try:
+            update = await self.adapter.prepare(to_order(row))
+        except PermanentCustodyError as exc:
+            await self.completion.fail(self, row, str(exc))
+            return
+        except TransientCustodyError as exc:
+            await self._retry(row, str(exc))
+            return
+        # The material is durable before it can reach the network. If the process dies
+        # after this commit, the next holder finds `submitting` and resolves it by lookup.
+        row = await self._save(
+            row,
+            state=store.SUBMITTING,
+            envelope_xdr=update.envelope_xdr,
+            tx_hash=update.tx_hash,
+            source_sequence=update.source_sequence,
+            valid_until=update.valid_until,
+            adapter_ref=update.adapter_ref,
+            attempts=row.attempts + 1,
+            waiting_since=None,
+        )
+        crash_point("after_prepare")
+        await self._send(row)
+
+    async def _send(self, row: PayoutRow) -> None:
+        try:
+            outcome = await self.adapter.submit(to_order(row))
+        except TransientCustodyError as exc:
+            await self._retry(row, str(exc))
+            return
+        crash_point("after_submit")
+        await self._record(row, outcome)
+
+    async def _resolve(self, row: PayoutRow) -> None:
+        """Material exists and may have been sent: the ledger decides what happens next."""
+        try:
+            found = await self.adapter.lookup(to_order(row))
+        except TransientCustodyError as exc:
+            await self._retry(row, str(exc))
+            return
+        if not isinstance(found, NotFound):
+            await self._record(row, found)
+        elif found.dead:
+            note = f"previous envelope {row.tx_hash} proven dead: {found.detail}"
+            row = await self._save(
+                row,
+                state=store.QUEUED,
+                envelope_xdr=None,
+                tx_hash=None,
+                source_sequence=None,
+                valid_until=None,
+                adapter_ref=None,
+                note=note,
+            )
+            await self._start(row)
+        elif row.attempts >= self.settings.payout_max_attempts:
+            # No more resubmissions; wait for the material to resolve (its bound passes).
+            await self._retry(row, row.last_error or found.detail, count=False)
+        else:
+            # Resending the same material is always safe: it can apply at most once.
+            await self._send(row)
+
+    async def _record(self, row: PayoutRow, outcome: LookupResult) -> None:
+        if isinstance(outcome, Confirmed):
+            await self.completion.confirm(self, row, outcome)
+        elif isinstance(outcome, Failed):
+            await self.completion.fail(self, row, outcome.reason)
+        elif isinstance(outcome, Pending):
+            await self._save(
+                row,
+                release=True,
+                state=store.SUBMITTED,
+                next_attempt_at=self.backoff.next_attempt_at(self.clock(), 1),
+                last_error=None,
+            )
+        else:  # NotFound straight from submit is not a thing; treat it as unknown
+            await self._retry(row, outcome.detail)
+
+    async def _park_for_trust(self, row: PayoutRow) -> None:
+        """The trustline vanished before submission: wait (re-checked with backoff) rather
+        than send a payment that would fail with op_no_trust."""
+        label = row.asset.removeprefix("stellar:")
+        await self._save(
+            row,
+            release=True,
+            state=store.WAITING_TRUST,
+            waiting_since=row.waiting_since or self.clock(),
+            next_attempt_at=self.backoff.next_attempt_at(self.clock(), 3),
+            last_error=f"The destination account {row.destination} has no trustline for "
+            f"{label}; the payout waits for it",
+        )
+
+    async def _retry(self, row: PayoutRow, error: str, *, count: bool = True) -> None:
+        attempts = row.attempts + 1 if count else row.attempts
+        live = row.state in (store.SUBMITTING, store.SUBMITTED)
+        if count and not live and attempts >= self.settings.payout_max_attempts:
+            await self.completion.fail(self, row, self._gave_up(row, error, attempts))
+            return
+        when = self.backoff.next_attempt_at(self.clock(), attempts)
+        if live and row.valid_until is not None and attempts >= self.settings.payout_max_attempts:
+            when = max(when, row.valid_until)  # next look is after the bound: proof either way
+        await self._save(
+            row, release=True, attempts=attempts, last_error=error, next_attempt_at=when
+        )
+
+    def _gave_up(self, row: PayoutRow, error: str | None = None, attempts: int = 0) -> str:
+        n = max(attempts, row.attempts)
+        return f"Gave up after {n} attempts; last error: {error or row.last_error or 'unknown'}"
+
+    # --- persistence -----------------------------------------------------------------------
+
+    async def _save(
+        self, row: PayoutRow, *, release: bool = False, note: str = "", **changes: Any
+    ) -> PayoutRow:
+        """Commit `changes` while holding the lease (renewed, or released)."""
+        async with self.sessions() as session, session.begin():
+            new = await store.save(
+                session,
+                row,
+                self.owner,
+                self.clock(),
+                lease_s=None if release else self.lease_s,
+                release=release,
+                **changes,
+            )
+        if new.state != row.state or new.last_error != row.last_error or note:
+            log_change(row, new, note)
+        return new

@@ -1,0 +1,72 @@
+"""Operator view of the payment observer: `GET /observer/unmatched[?account=G…&limit=&offset=]`.
+
+Lists the incoming payments that credited no withdrawal (newest first) with the reason, so an
+operator can refund or credit them by hand. Same authentication as `/transactions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from anchorpay.store import observer as store
+from anchorpay.store.observer_tables import UnmatchedPaymentRow
+
+MAX_LIMIT = 200
+
+
+def _ts(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def unmatched_view(row: UnmatchedPaymentRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "paging_token": row.paging_token,
+        "account": row.account,
+        "stellar_transaction_id": row.transaction_hash,
+        "source_account": row.source_account,
+        "asset": row.asset,
+        "amount": row.amount,
+        "memo": row.memo,
+        "memo_type": row.memo_type,
+        "reason": row.reason,
+        "detail": row.detail,
+        "transaction_id": row.transaction_id,
+        "created_at": _ts(row.created_at),
+        "recorded_at": _ts(row.recorded_at),
+    }
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _int(request: Request, name: str, default: int) -> int | None:
+    try:
+        return int(request.query_params.get(name, str(default)))
+    except ValueError:
+        return None
+
+
+async def list_unmatched(request: Request) -> JSONResponse:
+    limit = _int(request, "limit", 50)
+    offset = _int(request, "offset", 0)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
+        return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
+    if offset is None or offset < 0:
+        return _error(400, "offset must be a non-negative integer")
+    account = request.query_params.get("account") or None
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.services.sessions
+    async with sessions() as session:
+        rows = await store.list_unmatched(session, account=account, limit=limit, offset=offset)
+    return JSONResponse({"unmatched_payments": [unmatched_view(r) for r in rows]})
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/observer/unmatched", list_unmatched, methods=["GET"])]

@@ -1,0 +1,94 @@
+"""Read-only payout views: `GET /payouts?transaction_id=…` and `GET /payouts/{id}`.
+
+They show what an operator needs to follow a payout (state, attempts, last error, hash) and
+never the signed envelope: it is not secret, but it is not the operator's business either and
+it keeps responses small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from anchorpay.store import payouts as store
+from anchorpay.store.tables import PayoutRow
+
+MAX_LIMIT = 200
+
+
+def payout_view(row: PayoutRow) -> dict[str, Any]:
+    def ts(value: Any) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+    return {
+        "id": row.id,
+        "transaction_id": row.transaction_id,
+        "purpose": row.purpose,
+        "seq": row.seq,
+        "state": row.state,
+        "destination": row.destination,
+        "asset": row.asset,
+        "amount": row.amount,
+        "memo": row.memo,
+        "memo_type": row.memo_type,
+        "refund_fee": row.refund_fee,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "next_attempt_at": ts(row.next_attempt_at),
+        "adapter": row.adapter,
+        "tx_hash": row.tx_hash,
+        "ledger": row.ledger,
+        "valid_until": ts(row.valid_until),
+        "created_at": ts(row.created_at),
+        "updated_at": ts(row.updated_at),
+    }
+
+
+def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    services = request.app.state.services
+    factory: async_sessionmaker[AsyncSession] = services.sessions
+    return factory
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def list_payouts(request: Request) -> JSONResponse:
+    transaction_id = request.query_params.get("transaction_id") or None
+    states = [s for s in request.query_params.get("state", "").split(",") if s]
+    unknown = set(states) - set(store.OPEN_STATES) - set(store.FINAL_STATES)
+    if unknown:
+        return _error(400, f"unknown payout state {sorted(unknown)[0]!r}")
+    try:
+        limit = int(request.query_params.get("limit", "100"))
+    except ValueError:
+        return _error(400, "limit must be an integer")
+    if not 1 <= limit <= MAX_LIMIT:
+        return _error(400, f"limit must be between 1 and {MAX_LIMIT}")
+    async with _sessions(request)() as session:
+        rows = await store.list_payouts(
+            session, transaction_id=transaction_id, states=states or None, limit=limit
+        )
+    return JSONResponse({"payouts": [payout_view(r) for r in rows]})
+
+
+async def get_payout(request: Request) -> JSONResponse:
+    payout_id = request.path_params["payout_id"]
+    async with _sessions(request)() as session:
+        row = await store.get(session, payout_id)
+    if row is None:
+        return _error(404, f"payout {payout_id} is not found")
+    return JSONResponse(payout_view(row))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/payouts", list_payouts, methods=["GET"]),
+        Route("/payouts/{payout_id}", get_payout, methods=["GET"]),
+    ]

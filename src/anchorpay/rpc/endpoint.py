@@ -1,0 +1,33 @@
+"""`POST /`: the JSON-RPC endpoint (spec/rpc.md §1.1). HTTP 200 for every RPC outcome; 400
+for a body that is not a request object or a batch of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from anchorpay.rpc.envelope import BadBody, handle_body
+from anchorpay.rpc.registry import Registry
+from anchorpay.workflow import Services
+
+
+def rpc_route(registry: Registry | None = None) -> Route:
+    table = registry or Registry()
+
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+
+        async def dispatch(method: str, params: Any) -> Any:
+            return await table.call(services, method, params)
+
+        body = await request.body()
+        try:
+            text = await handle_body(body, dispatch, services.settings.rpc_batch_size_limit)
+        except BadBody as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return Response(text, media_type="application/json")
+
+    return Route("/", endpoint, methods=["POST"], name="rpc")

@@ -1,0 +1,185 @@
+"""The application service: one status-changing method applied to one stored transaction.
+
+Shared by the RPC handlers and the worker (the scheduler must not import `rpc`). One call is
+one database transaction: load, validate (the pure state machine), the lookups the plan asks
+for (ledger, trustline, deposit instructions), apply, the optimistic write, and the payout
+side effects. Any error rolls all of it back; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay import deposit_info
+from anchorpay.adapters.ledger import LedgerClient, LedgerError
+from anchorpay.domain import machine
+from anchorpay.domain.assets import AssetList
+from anchorpay.domain.errors import InternalError, InvalidParams, InvalidRequest
+from anchorpay.domain.transaction import StellarTransaction, Transaction
+from anchorpay.settings import Settings
+from anchorpay.store import payouts
+from anchorpay.store import transactions as repo
+from anchorpay.store.transactions import ConcurrentModification
+
+log = logging.getLogger("anchorpay.workflow")
+
+# Work that must commit in the same database transaction as the state change (the worker's
+# final payout write, the observer's cursor).
+InSameTransaction = Callable[[AsyncSession], Awaitable[None]]
+
+
+def _no_worker() -> None:
+    """The default `wake_worker`: nothing to wake (tests, `serve --no-worker`)."""
+
+
+@dataclass
+class Services:
+    """What the RPC handlers, the REST routes and the worker share."""
+
+    settings: Settings
+    assets: AssetList
+    sessions: async_sessionmaker[AsyncSession]
+    ledger: LedgerClient
+    wake_worker: Callable[[], None] = field(default=_no_worker)
+
+
+def machine_context(services: Services, now: datetime) -> machine.MachineContext:
+    settings = services.settings
+    return machine.MachineContext(
+        assets=services.assets,
+        custody_enabled=settings.custody_enabled,
+        custody_type=settings.effective_custody_type,
+        deposit_info_generator=settings.deposit_info_generator,
+        now=now,
+    )
+
+
+def transaction_id_of(params: Any) -> str:
+    """`params.transaction_id` for the status-changing methods (spec §2.3)."""
+    if not isinstance(params, dict):
+        raise InvalidParams("params must be a JSON object with a transaction_id")
+    value = params.get("transaction_id")
+    if value is None:
+        raise InvalidRequest("Transaction with id[null] is not found")
+    if not isinstance(value, str):
+        raise InvalidParams("transaction_id must be a string")
+    return value
+
+
+async def run_method(
+    services: Services,
+    method: str,
+    params: Any,
+    *,
+    now: datetime | None = None,
+    in_same_transaction: InSameTransaction | None = None,
+) -> Transaction:
+    """Apply `method` with `params`; returns the transaction as stored. Raises RpcError."""
+    now = now or datetime.now(UTC)
+    transaction_id = transaction_id_of(params)
+    ctx = machine_context(services, now)
+    settings = services.settings
+    wake = False
+    async with services.sessions() as session, session.begin():
+        tx = await repo.get(session, transaction_id)
+        if tx is None:
+            raise InvalidRequest(f"Transaction with id[{transaction_id}] is not found")
+        plan = machine.validate(tx, method, params, ctx)
+        facts = await _facts(services, session, tx, plan, params, now)
+        outcome = machine.apply(plan, facts, ctx)
+        written = await _write(session, outcome.transaction)
+        if outcome.payout is not None:
+            try:
+                await payouts.record_intent(
+                    session, written.id, outcome.payout, settings.effective_custody_type, now
+                )
+            except payouts.PayoutConflict as exc:
+                raise InvalidRequest(str(exc)) from None
+            wake = True
+        if outcome.resume_waiting_payout:
+            await payouts.resume_waiting(session, written.id, now)
+            wake = True
+        if outcome.cancel_waiting_payout:
+            reason = written.message or f"closed by {method}"
+            await payouts.cancel_waiting(session, written.id, reason=reason, now=now)
+        if in_same_transaction is not None:
+            await in_same_transaction(session)
+    if wake:
+        services.wake_worker()
+    return written
+
+
+async def _write(session: AsyncSession, tx: Transaction) -> Transaction:
+    try:
+        return await repo.update(session, tx)
+    except ConcurrentModification as exc:
+        raise InternalError(str(exc)) from None
+    except OperationalError as exc:
+        # SQLite: a writer whose read snapshot went stale (another writer committed since)
+        # is refused with "database is locked": the same lost race as a version mismatch.
+        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            raise InternalError(str(ConcurrentModification(tx.id))) from None
+        raise
+
+
+async def _facts(
+    services: Services,
+    session: AsyncSession,
+    tx: Transaction,
+    plan: machine.Plan,
+    params: dict[str, Any],
+    now: datetime,
+) -> machine.Facts:
+    stellar_transaction: StellarTransaction | None = None
+    if plan.stellar_transaction_id is not None:
+        stellar_transaction = await _stellar_transaction(services, plan.stellar_transaction_id)
+    trustline: bool | None = None
+    if plan.trustline_query is not None:
+        account, asset = plan.trustline_query
+        trustline = await has_trustline(
+            services.ledger, account, asset, services.settings.trustline_read_timeout_s
+        )
+    info: machine.DepositInfo | None = None
+    if plan.needs_deposit_info:
+        amount_in = params.get("amount_in")
+        asset_id = amount_in.get("asset") if isinstance(amount_in, dict) else None
+        info = await deposit_info.allocate_memo(
+            session,
+            tx,
+            services.assets,
+            asset_id=asset_id if isinstance(asset_id, str) and asset_id else None,
+            now=now,
+        )
+    return machine.Facts(
+        stellar_transaction=stellar_transaction, trustline=trustline, deposit_info=info
+    )
+
+
+async def _stellar_transaction(services: Services, tx_hash: str) -> StellarTransaction:
+    try:
+        async with asyncio.timeout(services.settings.horizon_timeout_s):
+            found = await services.ledger.get_transaction(tx_hash)
+    except (LedgerError, TimeoutError) as exc:
+        log.warning("ledger lookup of transaction %s failed: %s", tx_hash, exc)
+        raise InternalError(f"Failed to retrieve Stellar transaction by ID[{tx_hash}]") from None
+    return found.record
+
+
+async def has_trustline(ledger: LedgerClient, account: str, asset: str, timeout: float) -> bool:
+    """One ledger read with a short timeout, like the reference: any failure = no trustline."""
+    try:
+        async with asyncio.timeout(timeout):
+            found = await ledger.get_account(account)
+    except Exception as exc:
+        log.info("trustline read for %s failed (%s): treated as no trustline", account, exc)
+        return False
+    return found.trusts(asset)

@@ -1,0 +1,200 @@
+"""The payouts repository on a real SQLite file (migrated with Alembic): intents, numbering,
+leases, the one-in-flight rule, conditional writes; and the retry backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.scheduler.retry import Backoff
+from anchorpay.store import payouts as store
+from anchorpay.store.db import create_engine, session_factory
+from anchorpay.store.migrate import upgrade
+from anchorpay.store.tables import PayoutRow
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DEST = "GCUSERXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+
+
+@dataclass
+class Intent:  # the fields of domain.machine.PayoutIntent the store reads
+    purpose: str = "payment"
+    destination: str = DEST
+    asset: str = "stellar:native"
+    amount: str = "10"
+    memo: str | None = None
+    memo_type: str | None = None
+    refund_fee: str | None = None
+    wait_for_trust: bool = False
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    await upgrade(url)
+    engine = create_engine(url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def record(
+    sessions: async_sessionmaker[AsyncSession], tx: str, intent: Intent, adapter: str = "stellar"
+) -> PayoutRow:
+    async with sessions() as s, s.begin():
+        return await store.record_intent(s, tx, intent, adapter, T0)  # type: ignore[arg-type]
+
+
+async def force_state(sessions: async_sessionmaker[AsyncSession], pid: str, state: str) -> None:
+    async with sessions() as s, s.begin():
+        conn = await s.connection()
+        await conn.execute(
+            update(PayoutRow.__table__).where(PayoutRow.__table__.c.id == pid).values(state=state)
+        )  # type: ignore[attr-defined]
+
+
+async def claim(
+    sessions: async_sessionmaker[AsyncSession], owner: str, now: datetime = T0, **kw: object
+) -> list[PayoutRow]:
+    async with sessions() as s, s.begin():
+        return await store.claim_due(s, owner, now, 30, 10, **kw)  # type: ignore[arg-type]
+
+
+async def test_record_intent_states_and_numbering(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    p = await record(sessions, "tx1", Intent())
+    assert (p.state, p.seq, p.next_attempt_at) == ("queued", 1, T0)
+    w = await record(sessions, "tx2", Intent(wait_for_trust=True))
+    assert (w.state, w.next_attempt_at, w.waiting_since) == ("waiting_trust", None, T0)
+
+    with pytest.raises(store.PayoutConflict, match="already has an open payment"):
+        await record(sessions, "tx1", Intent())
+
+    r1 = await record(sessions, "tx3", Intent(purpose="refund", refund_fee="1"))
+    with pytest.raises(store.PayoutConflict, match="already has an open refund"):
+        await record(sessions, "tx3", Intent(purpose="refund"))
+    await force_state(sessions, r1.id, store.CONFIRMED)  # refund 1 done: the next is number 2
+    r2 = await record(sessions, "tx3", Intent(purpose="refund"))
+    assert (r2.seq, r2.refund_fee) == (2, None)
+
+    await force_state(sessions, p.id, store.FAILED)  # a failed payment may be tried again...
+    p2 = await record(sessions, "tx1", Intent())
+    assert p2.seq == 2
+    await force_state(sessions, p2.id, store.CONFIRMED)  # ...a confirmed one never
+    with pytest.raises(store.PayoutConflict, match="already paid out"):
+        await record(sessions, "tx1", Intent())
+
+
+async def test_unique_constraint_backs_the_check(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await record(sessions, "tx1", Intent())
+    with pytest.raises(IntegrityError):
+        async with sessions() as s, s.begin():
+            s.add(
+                PayoutRow(
+                    id="dup",
+                    transaction_id="tx1",
+                    purpose="payment",
+                    seq=1,
+                    state="failed",
+                    destination=DEST,
+                    asset="stellar:native",
+                    amount="1",
+                    adapter="stellar",
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
+
+
+async def test_resume_and_cancel_waiting(sessions: async_sessionmaker[AsyncSession]) -> None:
+    a = await record(sessions, "tx1", Intent(wait_for_trust=True))
+    b = await record(sessions, "tx2", Intent(wait_for_trust=True))
+    assert await claim(sessions, "w") == []  # recorded waiting: the poller's, not the worker's
+    later = T0 + timedelta(seconds=5)
+    async with sessions() as s, s.begin():
+        await store.resume_waiting(s, "tx1", later)
+        await store.cancel_waiting(s, "tx2", "The trustline was not established in time", later)
+    async with sessions() as s:
+        ra, rb = await store.get(s, a.id), await store.get(s, b.id)
+    assert ra is not None and rb is not None
+    assert (ra.state, ra.next_attempt_at, ra.version) == ("queued", later, 1)
+    assert (rb.state, rb.last_error) == ("cancelled", "The trustline was not established in time")
+    assert [r.id for r in await claim(sessions, "w", later)] == [a.id]
+
+
+async def test_leases_exclude_other_workers_until_expiry(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    p = await record(sessions, "tx1", Intent(), adapter="fireblocks")
+    (mine,) = await claim(sessions, "w1")
+    assert (mine.lease_owner, mine.version) == ("w1", 1)
+    assert await claim(sessions, "w2", T0 + timedelta(seconds=29)) == []
+    (taken,) = await claim(sessions, "w2", T0 + timedelta(seconds=31))
+    assert taken.id == p.id and taken.lease_owner == "w2"
+    # the first holder's writes are refused from now on
+    with pytest.raises(store.LeaseLost):
+        async with sessions() as s, s.begin():
+            await store.save(s, mine, "w1", T0, state=store.SUBMITTING)
+    async with sessions() as s, s.begin():
+        saved = await store.save(s, taken, "w2", T0, lease_s=30, state=store.SUBMITTING)
+    assert (saved.state, saved.version) == ("submitting", 3)
+
+
+async def test_one_in_flight_per_serial_adapter(sessions: async_sessionmaker[AsyncSession]) -> None:
+    a = await record(sessions, "tx1", Intent())
+    b = await record(sessions, "tx2", Intent())
+    c = await record(sessions, "tx3", Intent(), adapter="fireblocks")
+    serial = {"serial_adapters": ("stellar",)}
+    first = await claim(sessions, "w1", **serial)
+    assert {r.id for r in first} == {a.id, c.id}  # one stellar payout, fireblocks unbounded
+    assert await claim(sessions, "w2", **serial) == []  # b waits: a is leased
+    held = next(r for r in first if r.id == a.id)
+    async with sessions() as s, s.begin():  # a goes in flight and is released for a retry
+        await store.save(s, held, "w1", T0, release=True, state=store.SUBMITTING)
+    assert [r.id for r in await claim(sessions, "w2", **serial)] == [a.id]  # in flight first
+    async with sessions() as s, s.begin():
+        row = await store.get(s, a.id)
+        assert row is not None
+        await store.save(s, row, "w2", T0, release=True, state=store.CONFIRMED)
+    assert [r.id for r in await claim(sessions, "w2", **serial)] == [b.id]
+
+
+async def test_concurrent_claims_never_share_a_payout(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    for i in range(6):
+        await record(sessions, f"tx{i}", Intent(), adapter="fireblocks")
+    results = await asyncio.gather(*(claim(sessions, f"w{i}") for i in range(4)))
+    ids = [r.id for rows in results for r in rows]
+    assert len(ids) == len(set(ids)) == 6
+
+
+async def test_list_payouts(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await record(sessions, "tx1", Intent(purpose="refund"))
+    await record(sessions, "tx2", Intent())
+    async with sessions() as s:
+        rows = await store.list_payouts(s, transaction_id="tx1")
+        assert [r.purpose for r in rows] == ["refund"]
+        assert len(await store.list_payouts(s)) == 2
+        assert await store.count_by_state(s) == {"queued": 2}
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    b = Backoff(1.0, 30.0)
+    for n in range(1, 12):
+        cap = min(30.0, 2 ** (n - 1))
+        delays = [b.delay(n) for _ in range(50)]
+        assert all(0.5 <= d <= max(cap, 0.5) for d in delays)
+    assert len({round(b.delay(6), 6) for _ in range(20)}) > 1  # jittered
+    assert b.next_attempt_at(T0, 1) <= T0 + timedelta(seconds=1)

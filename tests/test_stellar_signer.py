@@ -1,0 +1,229 @@
+"""The local Stellar signer: envelopes, memos, result codes, and the "proven dead" rule, over a
+scripted ledger client (pure unit tests; the sandbox runs are in test_stellar_signer_sandbox.py)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from stellar_sdk import Keypair, TransactionEnvelope
+
+from anchorpay.adapters.base import (
+    Confirmed,
+    Failed,
+    NotFound,
+    PayoutOrder,
+    PermanentCustodyError,
+    TransientCustodyError,
+)
+from anchorpay.adapters.ledger import (
+    Account,
+    Balance,
+    LatestLedger,
+    LedgerNotFound,
+    LedgerTransaction,
+    LedgerUnavailable,
+    PaymentsPage,
+    SubmitResult,
+)
+from anchorpay.adapters.stellar_signer import StellarSigner, stellar_amount, stellar_memo
+from anchorpay.domain.transaction import StellarTransaction
+from anchorpay.settings import ConfigError
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SOURCE = Keypair.random()
+DEST = Keypair.random().public_key
+ISSUER = Keypair.random().public_key
+USDC = f"stellar:USDC:{ISSUER}"
+PASSPHRASE = "anchorpay sandbox ; 2026"
+
+
+@dataclass
+class ScriptedLedger:
+    sequence: int = 100
+    submits: list[SubmitResult | Exception] = field(default_factory=list)
+    on_ledger: dict[str, bool] = field(default_factory=dict)  # hash -> successful
+    closed_at: datetime = T0
+    accounts: dict[str, Account] = field(default_factory=dict)
+    sent: list[str] = field(default_factory=list)
+
+    async def get_account(self, account_id: str) -> Account:
+        if account_id == SOURCE.public_key:
+            return Account(account_id, self.sequence, ())
+        if account_id in self.accounts:
+            return self.accounts[account_id]
+        raise LedgerNotFound(account_id)
+
+    async def get_transaction(self, tx_hash: str) -> LedgerTransaction:
+        if tx_hash not in self.on_ledger:
+            raise LedgerNotFound(tx_hash)
+        record = StellarTransaction(id=tx_hash, created_at=T0, envelope=None)
+        return LedgerTransaction(
+            tx_hash, 9, self.on_ledger[tx_hash], T0, "", None, "none", SOURCE.public_key, record
+        )
+
+    async def submit(self, envelope_xdr: str) -> SubmitResult:
+        self.sent.append(envelope_xdr)
+        step = self.submits.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    async def payments(self, account_id: str, cursor: str | None, limit: int = 200) -> PaymentsPage:
+        return PaymentsPage()
+
+    async def latest_ledger(self) -> LatestLedger:
+        return LatestLedger(10, self.closed_at)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def signer(ledger: ScriptedLedger) -> StellarSigner:
+    return StellarSigner(
+        SOURCE.secret,
+        ledger,
+        network_passphrase=PASSPHRASE,
+        tx_timeout_s=60,
+        base_fee=200,
+        clock=lambda: T0,
+    )
+
+
+def order(**kw: object) -> PayoutOrder:
+    values: dict[str, object] = {
+        "id": "p1",
+        "transaction_id": "t1",
+        "purpose": "payment",
+        "destination": DEST,
+        "asset": USDC,
+        "amount": "12.5",
+    }
+    values.update(kw)
+    return PayoutOrder(**values)  # type: ignore[arg-type]
+
+
+async def prepared(ledger: ScriptedLedger, **kw: object) -> PayoutOrder:
+    o = order(**kw)
+    u = await signer(ledger).prepare(o)
+    return PayoutOrder(
+        **{
+            **{f: getattr(o, f) for f in o.__dataclass_fields__},
+            "envelope_xdr": u.envelope_xdr,
+            "tx_hash": u.tx_hash,
+            "source_sequence": u.source_sequence,
+            "valid_until": u.valid_until,
+        }
+    )
+
+
+async def test_prepare_signs_the_payment_with_memo_bound_fee_and_next_sequence() -> None:
+    o = await prepared(ScriptedLedger(), memo="hello", memo_type="text")
+    assert o.source_sequence == 101 and o.valid_until == T0 + timedelta(seconds=60)
+    env = TransactionEnvelope.from_xdr(o.envelope_xdr or "", PASSPHRASE)
+    tx = env.transaction
+    assert env.hash_hex() == o.tx_hash
+    assert tx.sequence == 101 and tx.fee == 200
+    assert tx.preconditions.time_bounds.max_time == int((T0 + timedelta(seconds=60)).timestamp())
+    (op,) = tx.operations
+    assert (op.destination.account_id, op.asset.code, op.asset.issuer, str(op.amount)) == (
+        DEST,
+        "USDC",
+        ISSUER,
+        "12.5",
+    )
+    assert tx.memo.memo_text == b"hello"
+    SOURCE.verify(env.hash(), env.signatures[0].signature)
+
+
+def test_repr_and_errors_never_show_the_secret() -> None:
+    s = signer(ScriptedLedger())
+    assert SOURCE.secret not in repr(s) and SOURCE.public_key in repr(s)
+    with pytest.raises(ConfigError) as err:
+        StellarSigner("SBADSECRET", ScriptedLedger(), network_passphrase=PASSPHRASE)
+    assert "SBADSECRET" not in str(err.value)
+
+
+def test_memo_amount_conversions() -> None:
+    raw = bytes(range(32))
+    assert stellar_memo(base64.b64encode(raw).decode(), "hash").memo_hash == raw
+    assert stellar_memo(raw.hex(), "hash").memo_hash == raw
+    assert stellar_memo("42", "id").memo_id == 42
+    assert stellar_memo(None, None).to_xdr_object().type.value == 0
+    assert stellar_amount("1.50000000") == "1.5000000"
+    for bad_memo, kind in (("x" * 29, "text"), ("abc", "hash"), ("-1", "id"), ("1", "weird")):
+        with pytest.raises(PermanentCustodyError):
+            stellar_memo(bad_memo, kind)
+    for bad in ("0", "-1", "1.00000001", "abc", "NaN"):
+        with pytest.raises(PermanentCustodyError):
+            stellar_amount(bad)
+
+
+async def test_bad_destination_is_permanent() -> None:
+    with pytest.raises(PermanentCustodyError, match="not a valid Stellar account"):
+        await signer(ScriptedLedger()).prepare(order(destination="GNOPE"))
+
+
+async def test_submit_success_and_permanent_codes_with_actionable_messages() -> None:
+    ledger = ScriptedLedger()
+    o = await prepared(ledger)
+    s = signer(ledger)
+    ledger.submits = [SubmitResult(o.tx_hash or "", True, ledger=5)]
+    assert await s.submit(o) == Confirmed(o.tx_hash or "", 5)
+    cases = {
+        "op_no_destination": f"The destination account {DEST} does not exist on the ledger "
+        "(op_no_destination)",
+        "op_underfunded": f"The distribution account {SOURCE.public_key} has not enough "
+        f"USDC:{ISSUER} to pay 12.5; fund it (op_underfunded)",
+        "op_no_trust": f"The destination account {DEST} has no trustline for USDC:{ISSUER} "
+        "(op_no_trust)",
+    }
+    for code, text in cases.items():
+        ledger.submits = [SubmitResult(o.tx_hash or "", False, None, "tx_failed", (code,))]
+        assert await s.submit(o) == Failed(text, code)
+    ledger.submits = [SubmitResult(o.tx_hash or "", False, None, "tx_bad_auth")]
+    failed = await s.submit(o)
+    assert isinstance(failed, Failed) and failed.code == "tx_bad_auth"
+    assert "STELLAR_DISTRIBUTION_SECRET" in failed.reason
+
+
+async def test_transient_submissions_and_a_refusal_of_an_already_applied_envelope() -> None:
+    ledger = ScriptedLedger()
+    o = await prepared(ledger)
+    s = signer(ledger)
+    ledger.submits = [LedgerUnavailable("504", 504)]
+    with pytest.raises(TransientCustodyError, match="looked up and the same envelope resubmitted"):
+        await s.submit(o)
+    ledger.submits = [SubmitResult(o.tx_hash or "", False, None, "tx_bad_seq")]
+    with pytest.raises(TransientCustodyError, match="tx_bad_seq"):
+        await s.submit(o)
+    # the 504 had in fact applied it: resubmitting gets tx_bad_seq, the lookup finds it
+    ledger.on_ledger[o.tx_hash or ""] = True
+    ledger.submits = [SubmitResult(o.tx_hash or "", False, None, "tx_bad_seq")]
+    assert isinstance(await s.submit(o), Confirmed)
+    assert len({*ledger.sent}) == 1  # one envelope, however often sent
+
+
+async def test_lookup_proves_death_only_after_a_ledger_closed_past_the_bound() -> None:
+    ledger = ScriptedLedger()
+    o = await prepared(ledger)
+    s = signer(ledger)
+    assert await s.lookup(o) == NotFound(False, "not on the ledger yet; its time bound is open")
+    ledger.closed_at = T0 + timedelta(seconds=61)  # within the margin
+    assert (await s.lookup(o)).dead is False  # type: ignore[union-attr]
+    ledger.closed_at = T0 + timedelta(seconds=62)
+    assert (await s.lookup(o)).dead is True  # type: ignore[union-attr]
+    ledger.on_ledger[o.tx_hash or ""] = False
+    failed = await s.lookup(o)
+    assert isinstance(failed, Failed) and "failed on the ledger" in failed.reason
+
+
+async def test_trustline_check() -> None:
+    ledger = ScriptedLedger()
+    s = signer(ledger)
+    assert await s.check_trustline(DEST, "stellar:native") is True
+    assert await s.check_trustline(DEST, USDC) is False  # no account: no trustline
+    ledger.accounts[DEST] = Account(DEST, 1, (Balance(USDC, 0),))
+    assert await s.check_trustline(DEST, USDC) is True

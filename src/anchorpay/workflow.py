@@ -174,10 +174,10 @@ async def _stellar_transaction(services: Services, tx_hash: str) -> StellarTrans
     return found.record
 
 
-async def has_trustline(ledger: LedgerClient, account: str, asset: str, timeout: float) -> bool:
+async def has_trustline(ledger: LedgerClient, account: str, asset: str, timeout_s: float) -> bool:
     """One ledger read with a short timeout, like the reference: any failure = no trustline."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout_s):
             found = await ledger.get_account(account)
     except Exception as exc:
         log.info("trustline read for %s failed (%s): treated as no trustline", account, exc)

@@ -130,9 +130,9 @@ def _amount(value: Any, asset: Asset) -> str | None:
     elif isinstance(value, str):
         text = value
     else:
-        raise CreateError("amount_expected.amount must be a decimal string such as \"10.5\"")
+        raise CreateError('amount_expected.amount must be a decimal string such as "10.5"')
     if not _AMOUNT.fullmatch(text):
-        raise CreateError("amount_expected.amount must be a decimal string such as \"10.5\"")
+        raise CreateError('amount_expected.amount must be a decimal string such as "10.5"')
     if Decimal(text) <= 0:
         raise CreateError("amount_expected.amount must be positive")
     decimals = len(text.partition(".")[2])
@@ -167,9 +167,7 @@ def _asset(body: dict[str, Any], kind: Kind, assets: AssetList) -> tuple[Asset, 
     return asset, _amount(expected.get("amount"), asset)
 
 
-def parse_create(
-    body: Any, assets: AssetList, *, new_id: str, now: datetime
-) -> CreateRequest:
+def parse_create(body: Any, assets: AssetList, *, new_id: str, now: datetime) -> CreateRequest:
     """The transaction to insert for this body, or CreateError."""
     if not isinstance(body, dict):
         raise CreateError("request body must be a JSON object")
@@ -185,9 +183,7 @@ def parse_create(
     kind = Kind(kind_value)
     client_id = body.get("id")
     if client_id is not None and (not isinstance(client_id, str) or not _ID.fullmatch(client_id)):
-        raise CreateError(
-            "id must be 1 to 64 characters: letters, digits, '.', '_', ':' or '-'"
-        )
+        raise CreateError("id must be 1 to 64 characters: letters, digits, '.', '_', ':' or '-'")
     asset, amount = _asset(body, kind, assets)
     destination = _account(body, "destination_account")
     source = _account(body, "source_account")

@@ -1,0 +1,209 @@
+"""The `anchorpay` command: `serve`, `worker`, `migrate`, `sandbox`.
+
+Bad configuration is one line on stderr, `anchorpay: <message>`, and exit code 2; never a
+traceback. Logs never contain secrets (the `sandbox` command prints the sandbox's own
+distribution secret on purpose: it only exists in the sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from anchorpay.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+log = logging.getLogger("anchorpay")
+
+
+class BriefFormatter(logging.Formatter):
+    """Tracebacks only for errors of the server itself: a client's malformed request or a
+    dropped connection is one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno < logging.ERROR and record.exc_info:
+            record = logging.makeLogRecord(record.__dict__)
+            record.exc_info = None
+            record.exc_text = None
+        return super().format(record)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    handler = {"class": "logging.StreamHandler", "formatter": "brief", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "brief": {
+                "()": BriefFormatter,
+                "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            }
+        },
+        "handlers": {"default": handler},
+        "loggers": {
+            "anchorpay": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "apscheduler": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def _configure_logging(settings: Settings) -> dict[str, Any]:
+    import logging.config
+
+    config = log_config(settings.log_level.upper())
+    logging.config.dictConfig(config)
+    return config
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", help="settings file (default dev.env, or ANCHORPAY_ENV_FILE)")
+    parser = argparse.ArgumentParser(
+        prog="anchorpay", description="Stellar anchor payouts behind the Anchor Platform RPC API"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", parents=[common], help="run the API server (and the worker)")
+    serve.add_argument("--host", help="listen address (PLATFORM_SERVER_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
+    serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    sub.add_parser("worker", parents=[common], help="run the worker without the API")
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
+    sandbox = sub.add_parser("sandbox", parents=[common], help="serve the sandbox network alone")
+    sandbox.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(args.env_file, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from anchorpay.app import create_app
+
+    settings = _settings(args, platform_server_host=args.host, platform_server_port=args.port)
+    config = _configure_logging(settings)
+    app = create_app(settings, run_worker=not args.no_worker)
+    uvicorn.run(
+        app,
+        host=settings.platform_server_host,
+        port=settings.platform_server_port,
+        log_config=config,
+        lifespan="on",
+        server_header=False,
+    )
+    return 0
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _run_worker(settings: Settings) -> None:
+    from anchorpay.app import default_ledger
+    from anchorpay.scheduler.worker import Worker
+    from anchorpay.store import migrate
+    from anchorpay.store.db import create_engine, is_sqlite, session_factory
+    from anchorpay.workflow import Services
+
+    if is_sqlite(settings.database_url):
+        await migrate.upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    services = Services(
+        settings=settings,
+        assets=settings.load_assets(),
+        sessions=session_factory(engine),
+        ledger=default_ledger(settings),
+    )
+    worker = Worker(services)
+    services.wake_worker = worker.wake
+    await worker.start()
+    try:
+        await _until_stopped()
+    finally:
+        await worker.stop()
+        await services.ledger.aclose()
+        await engine.dispose()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging(settings)
+    settings.load_assets()
+    asyncio.run(_run_worker(settings))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from anchorpay.app import safe_database_url
+    from anchorpay.store import migrate
+    from anchorpay.store.db import create_engine
+
+    settings = _settings(args)
+    _configure_logging(settings)
+    asyncio.run(create_engine(settings.database_url).dispose())  # creates SQLite's folder
+    migrate.upgrade_sync(settings.database_url)
+    print(f"anchorpay: database {safe_database_url(settings.database_url)} is up to date")
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+    from stellar_sdk import Keypair
+
+    from anchorpay.app import optional_module
+
+    settings = _settings(args, platform_server_port=args.port)
+    config = _configure_logging(settings)
+    module = optional_module("anchorpay.sandbox.app")
+    if module is None:
+        raise ConfigError("the sandbox network is not installed")
+    from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
+
+    secret = str(SANDBOX_DISTRIBUTION_SECRET)
+    sandbox = module.Sandbox(
+        assets=settings.load_assets(),
+        network_passphrase=settings.network_passphrase,
+        distribution_secret=secret,
+        ledger_close_s=settings.sandbox_ledger_close_s,
+    )
+    print(f"sandbox distribution account: {Keypair.from_secret(secret).public_key}")
+    print(f"sandbox distribution secret (sandbox only): {secret}", flush=True)
+    uvicorn.run(
+        module.create_sandbox_app(sandbox),
+        host=settings.platform_server_host,
+        port=settings.platform_server_port,
+        log_config=config,
+    )
+    return 0
+
+
+COMMANDS = {"serve": _serve, "worker": _worker, "migrate": _migrate, "sandbox": _sandbox}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"anchorpay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Amount parsing, formatting and the reference's amount/asset checks (spec/rpc.md §2.9, §3.13).
+
+Money is `Decimal` everywhere, never float. Amount strings sent by the business are stored
+exactly as sent; only refund totals are reformatted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_DOWN, Context, Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+from anchorpay.domain.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from anchorpay.domain.assets import AssetList
+    from anchorpay.domain.transaction import Transaction
+
+# Java's BigDecimal(String) grammar: optional sign, digits with an optional point, optional
+# exponent. No whitespace, no underscores, no NaN/Infinity (Python's Decimal accepts those).
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# Bounds that keep quantize() cheap and exact; nobody sends an amount of 1e1000.
+_MAX_EXPONENT = 1000
+# Enough precision that quantizing any accepted value never rounds or raises.
+_CTX = Context(prec=3 * _MAX_EXPONENT, Emax=4 * _MAX_EXPONENT, Emin=-4 * _MAX_EXPONENT)
+
+
+def parse_decimal(text: str) -> Decimal | None:
+    """The value of a decimal string, or None when Java's BigDecimal would refuse it."""
+    if not _DECIMAL.fullmatch(text):
+        return None
+    value = Decimal(text)
+    if abs(value.as_tuple().exponent) > _MAX_EXPONENT or value.adjusted() > _MAX_EXPONENT:
+        return None
+    return value
+
+
+def plain(value: Decimal) -> str:
+    """Plain notation, never scientific: Decimal("1E-7") → "0.0000001", "1E+2" → "100"."""
+    text = format(value, "f")
+    return "0" if text in ("-0", "+0") else text
+
+
+def number_to_string(value: object) -> str | None:
+    """A JSON amount as the exact string to store: strings verbatim, numbers in plain notation
+    without float artefacts. None when the value is neither a string nor a number."""
+    if isinstance(value, bool):  # bool is an int subclass: a boolean is not an amount
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return plain(value) if value.is_finite() else str(value)
+    if isinstance(value, float):
+        # Only reached if a caller decoded JSON without parse_float=Decimal: repr is the
+        # shortest string that round-trips, so 10.1 stays "10.1".
+        return plain(Decimal(repr(value)))
+    return None
+
+
+def rescale(value: Decimal, decimals: int | None) -> Decimal:
+    """`value.setScale(decimals, HALF_DOWN)`, or the value itself when no decimals apply."""
+    if decimals is None:
+        return value
+    return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_DOWN, context=_CTX)
+
+
+def total(*values: Decimal) -> Decimal:
+    """An exact sum (the default context would round past 28 digits)."""
+    result = Decimal(0)
+    for value in values:
+        result = _CTX.add(result, value)
+    return result
+
+
+def format_total(value: Decimal) -> str:
+    """Refund totals: at most 4 fraction digits (HALF_DOWN), no trailing zeros, no grouping:
+    1.10 → "1.1", 0 → "0" (spec §3.13)."""
+    rounded = rescale(value, 4).normalize(context=_CTX)
+    return plain(rounded)
+
+
+def validate_asset_amount(
+    field: str, amount: str | None, asset: str | None, allow_zero: bool, assets: AssetList
+) -> Decimal:
+    """`AssetValidationUtils.validateAssetAmount` (spec §2.9), checks in the reference's order.
+    Returns the parsed amount."""
+    if amount is None or amount == "":
+        raise InvalidParams(f"{field}.amount cannot be empty")
+    value = parse_decimal(amount)
+    if value is None:
+        raise InvalidParams(f"{field}.amount is invalid")
+    if allow_zero and value < 0:
+        raise InvalidParams(f"{field}.amount should be non-negative")
+    if not allow_zero and value <= 0:
+        raise InvalidParams(f"{field}.amount should be positive")
+    if asset is None or asset == "":
+        raise InvalidParams(f"{field}.asset cannot be empty")
+    configured = assets.get(asset)
+    if configured is None:
+        raise InvalidParams(f"'{asset}' is not a supported asset.")
+    decimals = configured.significant_decimals
+    if decimals is not None and rescale(value, decimals) != value:
+        raise InvalidParams(
+            f"'{amount}' has invalid significant decimals. Expected: '{decimals}'"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DetailInput:
+    """One `fee_details.details[]` entry as sent (`amount` checked by validate_fee_details)."""
+
+    name: str | None
+    amount: str | None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeeInput:
+    """A decoded fee: 3.x `fee_details {total, asset, details}` or 2.x `amount_fee {amount,
+    asset}`. `field` is the key the client used, so messages name what it sent."""
+
+    total: str | None
+    asset: str | None
+    details: tuple[DetailInput, ...] | None = None
+    field: str = "fee_details"
+
+
+def validate_fee_details(fee: FeeInput, tx: Transaction, assets: AssetList) -> None:
+    """`AssetValidationUtils.validateFeeDetails` (spec §2.9)."""
+    fee_total = validate_asset_amount(fee.field, fee.total, fee.asset, True, assets)
+    if tx.amount_fee_asset is not None and fee.asset != tx.amount_fee_asset:
+        raise InvalidParams(
+            f"{fee.field}.asset is different from expected database asset "
+            f"({tx.amount_fee_asset})"
+        )
+    if fee.details is not None:
+        # The reference throws NPE/NumberFormatException (-32603) here; we name the field.
+        parsed: list[Decimal] = []
+        for index, detail in enumerate(fee.details):
+            where = f"{fee.field}.details[{index}]"
+            if not detail.name:
+                raise InvalidParams(f"{where}.name is required")
+            if detail.amount is None or detail.amount == "":
+                raise InvalidParams(f"{where}.amount is required")
+            value = parse_decimal(detail.amount)
+            if value is None:
+                raise InvalidParams(f"{where}.amount is invalid")
+            parsed.append(value)
+        if total(*parsed) != fee_total:
+            raise InvalidParams(
+                f"{fee.field}.total is not equal to the sum of ({fee.field}.details.amount)"
+            )

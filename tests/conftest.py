@@ -1,0 +1,162 @@
+"""Shared fixtures: settings for a temp SQLite database, and the app over httpx's ASGI
+transport with its lifespan run (migrations included).
+
+By default the sandbox is off (STELLAR_NETWORK=testnet, HORIZON_URL unused, CUSTODY_TYPE=none),
+the worker does not run, and the ledger is `FakeLedger`; a test asks for anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from anchorpay.adapters.ledger import (
+    Account,
+    Balance,
+    LatestLedger,
+    LedgerNotFound,
+    LedgerTransaction,
+    PaymentsPage,
+    SubmitResult,
+)
+from anchorpay.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "config"
+USDC = "stellar:USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
+DIST = "GDPWCPMWBW6PCXSXVZ4ISXK7245P6QEVSARTRJ4AG3ZMHBJTMCLZQ5GS"
+USER = "GDJLBYYKMCXNVVNABOE66NYXQGIA5AC5D223Z2KF6ZEYK4UBCA7FKLTG"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["ANCHORPAY_CONFIG_DIR"] = str(CONFIG_DIR)
+
+
+class FakeLedger:
+    """A LedgerClient over dicts: accounts by id, transactions by hash."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.transactions: dict[str, LedgerTransaction] = {}
+        self.closed = False
+
+    def add_account(self, account_id: str, *assets: str) -> None:
+        balances = tuple(Balance(asset=a, balance=0) for a in ("stellar:native", *assets))  # type: ignore[arg-type]
+        self.accounts[account_id] = Account(account_id, 1, balances)
+
+    async def get_account(self, account_id: str) -> Account:
+        if account_id not in self.accounts:
+            raise LedgerNotFound(f"account {account_id} not found")
+        return self.accounts[account_id]
+
+    async def get_transaction(self, tx_hash: str) -> LedgerTransaction:
+        if tx_hash not in self.transactions:
+            raise LedgerNotFound(f"transaction {tx_hash} not found")
+        return self.transactions[tx_hash]
+
+    async def submit(self, envelope_xdr: str) -> SubmitResult:
+        raise NotImplementedError
+
+    async def payments(self, account_id: str, cursor: str | None, limit: int = 200) -> PaymentsPage:
+        return PaymentsPage()
+
+    async def latest_ledger(self) -> LatestLedger:
+        return LatestLedger(1, datetime.now(UTC))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class AppClient(httpx.AsyncClient):
+    """An httpx client over the app, with the app at hand."""
+
+    app: Starlette
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+    async def rpc(self, body: Any, **kwargs: Any) -> httpx.Response:
+        return await self.post("/", json=body, **kwargs)
+
+
+SettingsFactory = Callable[..., Settings]
+ClientFactory = Callable[..., contextlib.AbstractAsyncContextManager[AppClient]]
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> SettingsFactory:
+    """Settings for this test: its own SQLite file, no dev.env, sandbox off; keywords win."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'anchorpay.db'}",
+            "stellar_network": "testnet",
+            "horizon_url": "http://horizon.invalid",
+            "custody_type": "none",
+            "assets_file": CONFIG_DIR / "assets.toml",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+@pytest.fixture
+def client_factory(settings_factory: SettingsFactory, ledger: FakeLedger) -> ClientFactory:
+    from anchorpay.app import create_app
+
+    @contextlib.asynccontextmanager
+    async def make(
+        settings: Settings | None = None, *, run_worker: bool = False, **kwargs: Any
+    ) -> AsyncIterator[AppClient]:
+        app = create_app(
+            settings or settings_factory(),
+            run_worker=run_worker,
+            ledger=kwargs.get("ledger", ledger),
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with AppClient(transport=transport, base_url="http://anchorpay.test") as client:
+                client.app = app
+                yield client
+
+    return make
+
+
+@pytest.fixture
+async def app_client(client_factory: ClientFactory) -> AsyncIterator[AppClient]:
+    async with client_factory() as client:
+        yield client
+
+
+def deposit_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sep": "24",
+        "kind": "deposit",
+        "amount_expected": {"asset": USDC},
+        "destination_account": USER,
+        "client_name": "referenceCustodial",
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_tx(client: AppClient, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/transactions", json=deposit_body(**overrides))
+    assert response.status_code in (200, 201), response.text
+    created: dict[str, Any] = response.json()
+    return created

@@ -359,9 +359,9 @@ def distribution_secret(settings: Settings) -> str:
         if value:
             return value
     if settings.sandbox_enabled:
-        from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
+        import importlib  # the sandbox package is optional in production installs
 
-        return str(SANDBOX_DISTRIBUTION_SECRET)
+        return str(importlib.import_module("anchorpay.sandbox").SANDBOX_DISTRIBUTION_SECRET)
     raise ConfigError("STELLAR_DISTRIBUTION_SECRET is required when CUSTODY_TYPE=stellar")
 
 

@@ -370,9 +370,11 @@ class PaymentObserver:
         return Credit(tx.id, params)
 
 
-def _workflow_apply(services: ObserverServices) -> Apply:
+def _workflow_apply(services: Any) -> Apply:
+    """The workflow's `run_method` (services: the workflow's `Services`)."""
+
     async def apply(params: dict[str, Any], finish: Finish) -> Transaction:
-        from anchorpay import workflow
+        from anchorpay import workflow  # imported late: the workflow imports the store
 
         return await workflow.run_method(services, METHOD, params, in_same_transaction=finish)
 

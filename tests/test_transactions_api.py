@@ -90,7 +90,8 @@ async def test_get_unknown(app_client: AppClient) -> None:
 @pytest.mark.parametrize("params", [None, {}, {"transaction_id": ""}, {"transaction_id": None}])
 async def test_get_transaction_without_id(app_client: AppClient, params: Any) -> None:
     rpc = await rpc_result(app_client, "get_transaction", params)
-    assert rpc["error"] == {"code": -32602, "message": "transaction id cannot be empty"}
+    error_id = {"id": ""} if params and params.get("transaction_id") == "" else {}
+    assert rpc["error"] == {**error_id, "code": -32602, "message": "transaction id cannot be empty"}
 
 
 async def test_idempotent_create_and_conflict(app_client: AppClient) -> None:

@@ -65,7 +65,7 @@ def default_ledger(settings: Settings) -> LedgerClient:
     module = optional_module("anchorpay.adapters.horizon")
     if module is None:
         log.warning("the Horizon client is not installed: ledger reads will fail")
-        return NoLedger()  # type: ignore[return-value]
+        return NoLedger()
     client: LedgerClient = module.HorizonLedgerClient(
         settings.horizon_base_url(), settings.horizon_timeout_s
     )
@@ -77,6 +77,11 @@ async def _maybe_await(value: Any) -> None:
         await value
 
 
+def sandbox_distribution_secret() -> str:
+    """The sandbox's own distribution account secret (public by design: sandbox only)."""
+    return str(importlib.import_module("anchorpay.sandbox").SANDBOX_DISTRIBUTION_SECRET)
+
+
 def build_sandbox(settings: Settings, services: Services) -> Any | None:
     """The embedded sandbox network, or None when it is off or not installed."""
     if not settings.sandbox_enabled:
@@ -85,12 +90,10 @@ def build_sandbox(settings: Settings, services: Services) -> Any | None:
     if module is None:
         log.warning("STELLAR_NETWORK=sandbox but the sandbox network is not installed")
         return None
-    from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
-
     return module.Sandbox(
         assets=services.assets,
         network_passphrase=settings.network_passphrase,
-        distribution_secret=SANDBOX_DISTRIBUTION_SECRET,
+        distribution_secret=sandbox_distribution_secret(),
         ledger_close_s=settings.sandbox_ledger_close_s,
     )
 

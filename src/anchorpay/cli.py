@@ -164,16 +164,14 @@ def _sandbox(args: argparse.Namespace) -> int:
     import uvicorn
     from stellar_sdk import Keypair
 
-    from anchorpay.app import optional_module
+    from anchorpay.app import optional_module, sandbox_distribution_secret
 
     settings = _settings(args, platform_server_port=args.port)
     config = _configure_logging(settings)
     module = optional_module("anchorpay.sandbox.app")
     if module is None:
         raise ConfigError("the sandbox network is not installed")
-    from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
-
-    secret = str(SANDBOX_DISTRIBUTION_SECRET)
+    secret = sandbox_distribution_secret()
     sandbox = module.Sandbox(
         assets=settings.load_assets(),
         network_passphrase=settings.network_passphrase,

@@ -149,7 +149,7 @@ async def _facts(
             services.ledger, account, asset, services.settings.trustline_read_timeout_s
         )
     info: machine.DepositInfo | None = None
-    if plan.needs_deposit_info:
+    if plan.needs_deposit_info and services.settings.deposit_info_generator == "self":
         amount_in = params.get("amount_in")
         asset_id = amount_in.get("asset") if isinstance(amount_in, dict) else None
         info = await deposit_info.allocate_memo(

@@ -189,6 +189,8 @@ def parse_create(body: Any, assets: AssetList, *, new_id: str, now: datetime) ->
     source = _account(body, "source_account")
     memo, memo_type = _memo(body, "memo", "memo_type")
     refund_memo, refund_memo_type = _memo(body, "refund_memo", "refund_memo_type")
+    to_account: str | None
+    user_account: str | None
     if kind is Kind.DEPOSIT:
         if destination is None:
             raise CreateError("destination_account is required for a deposit")

@@ -1,7 +1,10 @@
-"""Operator view of the payment observer: `GET /observer/unmatched[?account=G…&limit=&offset=]`.
+"""The payment observer's HTTP surface.
 
-Lists the incoming payments that credited no withdrawal (newest first) with the reason, so an
-operator can refund or credit them by hand. Same authentication as `/transactions`.
+- `GET /observer/unmatched[?account=G…&limit=&offset=]`: the incoming payments that credited
+  no withdrawal (newest first) with the reason, so an operator can refund or credit them by
+  hand. Same authentication as `/transactions`.
+- The `observer` member of `GET /health` (registered on import, see
+  `scheduler/observer_health.py`): 503 when the observer is stalled.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from anchorpay.api import health
+from anchorpay.scheduler.observer_health import HealthServices, observer_health
 from anchorpay.store import observer as store
 from anchorpay.store.observer_tables import UnmatchedPaymentRow
 
@@ -68,5 +73,14 @@ async def list_unmatched(request: Request) -> JSONResponse:
     return JSONResponse({"unmatched_payments": [unmatched_view(r) for r in rows]})
 
 
+async def observer_check(services: HealthServices) -> tuple[dict[str, Any], bool]:
+    info = await observer_health(services)
+    return info, bool(info["healthy"])
+
+
 def routes() -> list[BaseRoute]:
     return [Route("/observer/unmatched", list_unmatched, methods=["GET"])]
+
+
+if not any(name == "observer" for name, _ in health.HEALTH_CHECKS):
+    health.HEALTH_CHECKS.append(("observer", observer_check))

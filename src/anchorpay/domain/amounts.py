@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_DOWN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_DOWN, Context, Decimal
 from typing import TYPE_CHECKING
 
 from anchorpay.domain.errors import InvalidParams
@@ -31,7 +31,9 @@ def parse_decimal(text: str) -> Decimal | None:
     if not _DECIMAL.fullmatch(text):
         return None
     value = Decimal(text)
-    if abs(value.as_tuple().exponent) > _MAX_EXPONENT or value.adjusted() > _MAX_EXPONENT:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # the grammar admits finite values only
+    if abs(exponent) > _MAX_EXPONENT or value.adjusted() > _MAX_EXPONENT:
         return None
     return value
 
@@ -103,9 +105,7 @@ def validate_asset_amount(
         raise InvalidParams(f"'{asset}' is not a supported asset.")
     decimals = configured.significant_decimals
     if decimals is not None and rescale(value, decimals) != value:
-        raise InvalidParams(
-            f"'{amount}' has invalid significant decimals. Expected: '{decimals}'"
-        )
+        raise InvalidParams(f"'{amount}' has invalid significant decimals. Expected: '{decimals}'")
     return value
 
 
@@ -134,8 +134,7 @@ def validate_fee_details(fee: FeeInput, tx: Transaction, assets: AssetList) -> N
     fee_total = validate_asset_amount(fee.field, fee.total, fee.asset, True, assets)
     if tx.amount_fee_asset is not None and fee.asset != tx.amount_fee_asset:
         raise InvalidParams(
-            f"{fee.field}.asset is different from expected database asset "
-            f"({tx.amount_fee_asset})"
+            f"{fee.field}.asset is different from expected database asset ({tx.amount_fee_asset})"
         )
     if fee.details is not None:
         # The reference throws NPE/NumberFormatException (-32603) here; we name the field.

@@ -58,7 +58,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "request_offchain_funds": _AMOUNTS,
     "request_onchain_funds": (*_AMOUNTS, "destination_account", "memo", "memo_type"),
     "notify_offchain_funds_received": (
-        "funds_received_at", "external_transaction_id", "amount_in", "amount_out", "fee",
+        "funds_received_at",
+        "external_transaction_id",
+        "amount_in",
+        "amount_out",
+        "fee",
     ),
     "notify_onchain_funds_received": ("stellar_transaction_id", "amount_in", "amount_out", "fee"),
     "notify_offchain_funds_sent": ("funds_sent_at", "external_transaction_id"),
@@ -249,4 +253,3 @@ def parse_instant(text: str) -> datetime | None:
         return datetime(year, month, day, hour, minute, second, micros, tz).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
-

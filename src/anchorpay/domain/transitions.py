@@ -40,9 +40,7 @@ class Rule(StrEnum):
 
 # Every SEP-24 status (§5.1) except error, expired, completed and refunded (§3.14).
 NOT_CLOSED = tuple(
-    s
-    for s in Status
-    if s not in (Status.ERROR, Status.EXPIRED, Status.COMPLETED, Status.REFUNDED)
+    s for s in Status if s not in (Status.ERROR, Status.EXPIRED, Status.COMPLETED, Status.REFUNDED)
 )
 
 D = (Kind.DEPOSIT,)

@@ -1,0 +1,17 @@
+"""Run every benchmark: `python -m bench` (or `make bench`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import machine_bench, rpc_bench, trustline_bench
+
+
+def main() -> None:
+    machine_bench.main()
+    asyncio.run(rpc_bench.main())
+    asyncio.run(trustline_bench.main())
+
+
+if __name__ == "__main__":
+    main()

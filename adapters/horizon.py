@@ -100,7 +100,7 @@ class HorizonLedgerClient:
             "/transactions",
             "the transaction submission",
             data={"tx": envelope_xdr},
-            timeout=self._submit_timeout_s,
+            wait_s=self._submit_timeout_s,
         )
         body = _json(response)
         if response.status_code == 200:
@@ -125,9 +125,7 @@ class HorizonLedgerClient:
             )
         raise _unexpected(response, "the transaction submission")
 
-    async def payments(
-        self, account_id: str, cursor: str | None, limit: int = 200
-    ) -> PaymentsPage:
+    async def payments(self, account_id: str, cursor: str | None, limit: int = 200) -> PaymentsPage:
         params: dict[str, str | int] = {"order": "asc", "limit": limit, "join": "transactions"}
         if cursor:
             params["cursor"] = cursor
@@ -156,9 +154,9 @@ class HorizonLedgerClient:
     # --- HTTP ------------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, path: str, what: str, timeout: float | None = None, **kwargs: Any
+        self, method: str, path: str, what: str, wait_s: float | None = None, **kwargs: Any
     ) -> Response:
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        extra: dict[str, Any] = {} if wait_s is None else {"timeout": wait_s}
         try:
             response = await self._client.request(method, path, **kwargs, **extra)
         except HttpTimeout:
@@ -199,7 +197,7 @@ class HorizonLedgerClient:
                 root = await self._get("/", what="the network passphrase")
                 self._passphrase = str(root["network_passphrase"])
             return envelope_hash(envelope_xdr, self._passphrase)
-        except (LedgerError, KeyError, ValueError) as exc:
+        except Exception as exc:  # an undecodable envelope raises anything from the XDR layer
             log.warning("could not compute the hash of a refused envelope: %s", exc)
             return ""
 

@@ -122,9 +122,7 @@ class LedgerClient(Protocol):
         exception; timeouts and 5xx raise LedgerUnavailable (the envelope may have landed)."""
         ...
 
-    async def payments(
-        self, account_id: str, cursor: str | None, limit: int = 200
-    ) -> PaymentsPage:
+    async def payments(self, account_id: str, cursor: str | None, limit: int = 200) -> PaymentsPage:
         """Payments to or from `account_id` after `cursor`, oldest first."""
         ...
 

@@ -16,13 +16,14 @@ was not moved, and a warning is logged: nothing is paid twice, nothing is lost s
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay import workflow
 from anchorpay.adapters.base import Confirmed
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.transaction import Transaction
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("anchorpay.payouts")
 
-InSameTransaction = Callable[[AsyncSession], Awaitable[None]]
+InSameTransaction = workflow.InSameTransaction
 
 
 class RunMethod(Protocol):
@@ -56,21 +57,6 @@ class CompletionServices(Protocol):
     def settings(self) -> Settings: ...
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]: ...
-
-
-async def _workflow_run_method(
-    services: Any,
-    method: str,
-    params: dict[str, Any],
-    *,
-    now: datetime | None = None,
-    in_same_transaction: InSameTransaction | None = None,
-) -> Transaction:
-    from anchorpay import workflow  # the workflow imports the store's payouts: import late
-
-    return await workflow.run_method(
-        services, method, params, now=now, in_same_transaction=in_same_transaction
-    )
 
 
 def completion_call(
@@ -107,7 +93,7 @@ class Completion:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.services = services
-        self.run_method: RunMethod = run_method or _workflow_run_method
+        self.run_method: RunMethod = run_method or workflow.run_method
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def _load(self, transaction_id: str) -> Transaction | None:
@@ -130,7 +116,11 @@ class Completion:
         await self._apply(proc, row, method, params, final, f"{row.purpose} confirmed")
 
     async def fail(self, proc: PayoutProcessor, row: PayoutRow, reason: str) -> None:
-        final: dict[str, Any] = {"state": store.FAILED, "last_error": reason, "next_attempt_at": None}
+        final: dict[str, Any] = {
+            "state": store.FAILED,
+            "last_error": reason,
+            "next_attempt_at": None,
+        }
         params = {"transaction_id": row.transaction_id, "message": reason}
         await self._apply(proc, row, "notify_transaction_error", params, final, "failed")
 

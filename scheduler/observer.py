@@ -22,7 +22,8 @@ memo is matched to the SEP-24 withdrawals that told the user to pay that account
 memo (a `hash` memo matches in hex or base64). With exactly one such withdrawal, in
 `pending_user_transfer_start`, paid in its `amount_in` asset, the observer applies
 `notify_onchain_funds_received` through the state machine with the hash, `amount_in` = the
-amount received and the message INCOMING_PAYMENT_RECEIVED_MESSAGE. When the amount differs from `amount_expected` (else `amount_in`), the message says so:
+amount received and the message INCOMING_PAYMENT_RECEIVED_MESSAGE. When the amount differs
+from `amount_expected` (else `amount_in`), the message says so:
 "Received an incoming payment. Amount mismatch: received 9.5 but 10 was expected".
 Everything else is recorded in `unmatched_payments` and logged, with a reason: `no_memo`,
 `no_match`, `not_awaiting_payment` (e.g. a second payment), `ambiguous` (two open withdrawals
@@ -48,7 +49,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from anchorpay.adapters.ledger import LedgerClient, LedgerNotFound, ObservedPayment
+from anchorpay.adapters.ledger import (
+    LedgerClient,
+    LedgerError,
+    LedgerNotFound,
+    LedgerUnavailable,
+    ObservedPayment,
+)
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.statuses import Status
@@ -230,6 +237,11 @@ class PaymentObserver:
                 page = await self.services.ledger.payments(account, cursor, self.page_limit)
             except LedgerNotFound:
                 return True  # the account does not exist yet: nothing was paid to it
+            except LedgerUnavailable:
+                raise  # transient: the run fails and is retried
+            except LedgerError as exc:  # e.g. 400 for a malformed address a business gave
+                log.warning("observer: cannot follow payments of %s: %s", account, exc)
+                return True
             if not page.payments:
                 return True
             try:

@@ -4,8 +4,9 @@ modules are installed, the other background jobs) in `anchorpay serve` or `ancho
 - `payouts.dispatch` (every WORKER_TICK_S): claim due payouts, carry them out.
 - `payouts.confirm` (every WORKER_TICK_S): look up `submitted` payouts until final.
 Both run with `max_instances=1` and `coalesce`; leases make several worker processes safe.
-`wake()` runs dispatch at once (an intent was just recorded) instead of at the next tick; a
-wake during a running dispatch makes it loop once more, so nothing waits for the tick.
+The scheduled jobs only kick a runner task that does the work, one run at a time; `wake()`
+kicks the dispatcher at once (an intent was just recorded) instead of at the next tick, and a
+kick during a run makes it go round once more, so nothing waits for the tick.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -69,6 +70,52 @@ def build_adapter(settings: Settings, ledger: LedgerClient) -> CustodyAdapter | 
     return None
 
 
+class _Runner:
+    """Runs `job` whenever kicked, one run at a time; a kick during a run makes it run once
+    more afterwards. APScheduler's ticks only kick, so its jobs never overlap or pile up."""
+
+    def __init__(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self._job = job
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.running = False
+
+    def kick(self) -> None:
+        self._event.set()
+
+    async def tick(self) -> None:  # the APScheduler job
+        self._event.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"anchorpay-{self.name}")
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # Let a step in progress finish its commit (a cut is safe, a clean stop is nicer).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                while self.running:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _loop(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            self.running = True
+            try:
+                await self._job()
+            except Exception:
+                log.exception("worker: %s failed", self.name)
+            finally:
+                self.running = False
+
+
 class Worker:
     def __init__(
         self,
@@ -96,10 +143,8 @@ class Worker:
             )
         self._optional_jobs = optional_jobs
         self._scheduler: AsyncIOScheduler | None = None
-        self._event = asyncio.Event()
-        self._waker: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._again = False
+        self._dispatcher = _Runner("payouts.dispatch", self.dispatch)
+        self._confirmer = _Runner("payouts.confirm", self.confirm)
 
     def __repr__(self) -> str:
         return f"Worker(adapter={self.adapter!r})"
@@ -113,15 +158,13 @@ class Worker:
         tick = self.settings.worker_tick_s
         now = datetime.now(UTC)
         if self.processor is not None:
-            for job_id, func in (
-                ("payouts.dispatch", self.dispatch),
-                ("payouts.confirm", self.confirm),
-            ):
+            for runner in (self._dispatcher, self._confirmer):
+                runner.start()
                 scheduler.add_job(
-                    func,
+                    runner.tick,
                     "interval",
                     seconds=tick,
-                    id=job_id,
+                    id=runner.name,
                     max_instances=1,
                     coalesce=True,
                     replace_existing=True,
@@ -133,7 +176,6 @@ class Worker:
             self._add_optional_jobs(scheduler)
         scheduler.start()
         self._scheduler = scheduler
-        self._waker = asyncio.create_task(self._wake_loop(), name="anchorpay-worker-wake")
         log.info("worker started: adapter=%r tick=%ss", self.adapter, tick)
 
     def _add_optional_jobs(self, scheduler: AsyncIOScheduler) -> None:
@@ -150,53 +192,29 @@ class Worker:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if self._waker is not None:
-            self._waker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._waker
-            self._waker = None
-        # Let a step in progress finish its commit (a cut is safe, a clean stop is nicer).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                async with self._lock:
-                    pass
+        await self._dispatcher.stop()
+        await self._confirmer.stop()
         if self.adapter is not None:
             await self.adapter.aclose()
         log.info("worker stopped")
 
     def wake(self) -> None:
         """An intent was recorded: dispatch now rather than at the next tick."""
-        self._event.set()
-
-    async def _wake_loop(self) -> None:
-        while True:
-            await self._event.wait()
-            self._event.clear()
-            try:
-                await self.dispatch()
-            except Exception:
-                log.exception("worker: dispatch after wake failed")
+        self._dispatcher.kick()
 
     async def dispatch(self) -> None:
-        """Claim and process due payouts until none is left; a wake while this runs makes
-        it go round once more."""
-        if self.processor is None:
-            return
-        self._again = True
-        if self._lock.locked():
-            return
-        async with self._lock:
-            while self._again:
-                self._again = False
-                if await self.processor.run_batch(DISPATCH_STATES):
-                    self._again = True
+        """Claim and process due payouts until none is left."""
+        if self.processor is not None:
+            while await self.processor.run_batch(DISPATCH_STATES):
+                pass
 
     async def confirm(self) -> None:
+        """Look up payouts accepted but not final (`submitted`) until none is due."""
         if self.processor is not None:
             while await self.processor.run_batch(CONFIRM_STATES):
                 pass
 
     async def run_once(self) -> None:
-        """One dispatch and one confirm pass (tests and `anchorpay worker --once`)."""
+        """One dispatch and one confirm pass, in the caller's task (tests)."""
         await self.dispatch()
         await self.confirm()

@@ -1,4 +1,5 @@
-"""Shared fixtures: settings for a temp SQLite database, and the app over httpx's ASGI
+"""Shared fixtures: settings for a fresh database (a temp SQLite file, and again a fresh
+PostgreSQL database when ANCHORPAY_TEST_POSTGRES_URL is set), and the app over httpx's ASGI
 transport with its lifespan run (migrations included).
 
 By default the sandbox is off (STELLAR_NETWORK=testnet, HORIZON_URL unused, CUSTODY_TYPE=none),
@@ -7,15 +8,18 @@ the worker does not run, and the ledger is `FakeLedger`; a test asks for anythin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import URL, make_url
 from starlette.applications import Starlette
 
 from anchorpay.adapters.ledger import (
@@ -92,13 +96,68 @@ SettingsFactory = Callable[..., Settings]
 ClientFactory = Callable[..., contextlib.AbstractAsyncContextManager[AppClient]]
 
 
+POSTGRES_ENV = "ANCHORPAY_TEST_POSTGRES_URL"
+
+
+def _pg_admin(url: URL, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE/DROP DATABASE) on the server of `url`."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[URL]:
+    """A database migrated once per session; each test copies it (CREATE DATABASE … TEMPLATE)."""
+    raw = os.environ.get(POSTGRES_ENV)
+    if not raw:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV}=postgresql+asyncpg://user@host:port/db; "
+            ".ci/run starts a throwaway cluster"
+        )
+    from anchorpay.store import migrate
+
+    admin = make_url(raw)
+    template = admin.set(database=f"anchorpay_tpl_{uuid.uuid4().hex[:12]}")
+    _pg_admin(admin, f'CREATE DATABASE "{template.database}"')
+    try:
+        migrate.upgrade_sync(template.render_as_string(False))
+        yield template
+    finally:
+        _pg_admin(admin, f'DROP DATABASE IF EXISTS "{template.database}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """This test's own empty, migrated-on-start (SQLite) or migrated (PostgreSQL) database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'anchorpay.db'}"
+        return
+    template: URL = request.getfixturevalue("postgres_template")
+    admin = make_url(os.environ[POSTGRES_ENV])
+    name = f"t_{uuid.uuid4().hex}"
+    _pg_admin(admin, f'CREATE DATABASE "{name}" TEMPLATE "{template.database}"')
+    try:
+        yield template.set(database=name).render_as_string(False)
+    finally:
+        _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def settings_factory(tmp_path: Path) -> SettingsFactory:
-    """Settings for this test: its own SQLite file, no dev.env, sandbox off; keywords win."""
+def settings_factory(db_url: str) -> SettingsFactory:
+    """Settings for this test: its own database, no dev.env, sandbox off; keywords win."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'anchorpay.db'}",
+            "database_url": db_url,
             "stellar_network": "testnet",
             "horizon_url": "http://horizon.invalid",
             "custody_type": "none",

@@ -9,9 +9,9 @@ from typing import Any
 import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
-from conftest import ClientFactory, SettingsFactory, deposit_body
 
 from anchorpay.settings import ConfigError, load_settings
+from conftest import ClientFactory, SettingsFactory, deposit_body
 
 FORBIDDEN = '{\n  "error": "forbidden"\n}'
 API_KEY = "my-api-key-for-the-business-server"
@@ -128,7 +128,9 @@ async def test_jwt_long_secret_allows_hs512(
     )
     async with client_factory(settings) as client:
         good = f"Bearer {token(secret=secret, algorithm='HS512')}"
-        assert (await client.post("/", json=RPC, headers={"X-Platform-Token": good})).status_code == 200
+        assert (
+            await client.post("/", json=RPC, headers={"X-Platform-Token": good})
+        ).status_code == 200
         assert_forbidden(await client.post("/", json=RPC, headers={"Authorization": good}))
 
 
@@ -158,3 +160,20 @@ def test_bad_auth_configuration_refused_at_start(
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert str(info.value) == message
+
+
+async def test_sandbox_and_health_stay_open(
+    client_factory: ClientFactory, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory(
+        stellar_network="sandbox",
+        custody_type="none",
+        platform_server_auth_type="api_key",
+        secret_platform_api_auth_secret=API_KEY,
+    )
+    async with client_factory(settings) as client:
+        root = await client.get("/sandbox/horizon/")
+        assert root.status_code == 200
+        assert "_links" in root.json()
+        assert (await client.get("/health")).status_code == 200
+        assert_forbidden(await client.post("/", json=RPC))

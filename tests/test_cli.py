@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import CONFIG_DIR, USDC, USER
 
 ANCHORPAY = Path(sys.executable).parent / "anchorpay"
@@ -51,8 +52,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     [
         (
             {"PLATFORM_SERVER_AUTH_TYPE": "basic"},
-            "anchorpay: PLATFORM_SERVER_AUTH_TYPE must be 'none', 'api_key' or 'jwt' "
-            "(got 'basic')",
+            "anchorpay: PLATFORM_SERVER_AUTH_TYPE must be 'none', 'api_key' or 'jwt' (got 'basic')",
         ),
         (
             {"PLATFORM_SERVER_AUTH_TYPE": "jwt"},
@@ -173,3 +173,30 @@ def test_serve_answers_seed_style_rpc_over_http(
     assert "Traceback" not in out
     assert f"anchorpay serving on port {base.rsplit(':', 1)[1]}" in out
     assert "network testnet, custody none" in out
+
+
+def test_worker_runs_until_sigterm(env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [str(ANCHORPAY), "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "worker started" not in seen:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, seen
+            seen += line
+            assert time.monotonic() < deadline, seen
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, seen + out
+    assert "worker stopped" in out

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import AppClient, ClientFactory, SettingsFactory, create_tx
 
 from anchorpay.domain.errors import InvalidParams
+from conftest import USDC, AppClient, ClientFactory, SettingsFactory, create_tx
 
 BAD_BODY = {"error": "Your request body is wrong in some way."}
 
@@ -302,7 +302,7 @@ async def test_empty_batch_is_empty_array(app_client: AppClient) -> None:
 async def test_id_is_echoed_with_its_json_type(
     app_client: AppClient, raw_id: str, echoed: str
 ) -> None:
-    body = '[{"jsonrpc":"2.0","method":"nope","id":%s}]' % raw_id
+    body = '[{"jsonrpc":"2.0","method":"nope","id":' + raw_id + "}]"
     response = await app_client.post("/", content=body)
     assert response.text == (
         '[{"jsonrpc":"2.0","error":{"code":-32601,"message":"No matching RPC method[nope]"},'
@@ -401,3 +401,19 @@ async def test_rpc_error_from_handler_keeps_code_and_message(
 
 async def test_only_post(app_client: AppClient) -> None:
     assert (await app_client.get("/")).status_code == 405
+
+
+async def test_json_numbers_in_params_keep_their_digits(app_client: AppClient) -> None:
+    tx = await create_tx(app_client)
+    body = (
+        '{"jsonrpc":"2.0","id":1.10,"method":"request_offchain_funds","params":{'
+        f'"transaction_id":"{tx["id"]}",'
+        '"amount_in":{"amount":100.10,"asset":"iso4217:USD"},'
+        f'"amount_out":{{"amount":95.1000000,"asset":"{USDC}"}},'
+        '"fee_details":{"total":5,"asset":"iso4217:USD"}}}'
+    )
+    response = await app_client.post("/", content=body)
+    assert response.text.endswith(',"id":1.10}')
+    result = response.json()["result"]
+    assert result["amount_in"] == {"amount": "100.10", "asset": "iso4217:USD"}
+    assert result["amount_out"] == {"amount": "95.1000000", "asset": USDC}

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.adapters.ledger import (
     LatestLedger,
+    LedgerError,
     LedgerNotFound,
     LedgerUnavailable,
     ObservedPayment,
@@ -97,6 +98,8 @@ class FakeLedger:
 
     async def payments(self, account_id: str, cursor: str | None, limit: int = 200) -> PaymentsPage:
         self.calls += 1
+        if account_id == "testDestinationAccount":
+            raise LedgerError("Horizon answered 400 Bad Request for payments")
         if account_id not in self.by_account:
             raise LedgerNotFound(account_id)
         after = int(cursor) if cursor else 0
@@ -284,8 +287,9 @@ async def test_path_payment_and_hash_memo_in_hex(services: Services) -> None:
 async def test_withdrawal_accounts_are_watched_too(services: Services) -> None:
     await open_withdrawal(services, "w1", "5", to=OTHER)
     await open_withdrawal(services, "w2", "6", to="GDONE", status=Status.COMPLETED)
+    await open_withdrawal(services, "w3", "7", to="testDestinationAccount")  # generator none
     observer = make_observer(services)
-    assert await observer.watched_accounts() == {DIST, OTHER}
+    assert await observer.watched_accounts() == {DIST, OTHER, "testDestinationAccount"}
     services.ledger.pay(OTHER, "10", "5")
     run = await observer.run_once()
     assert run.credited == ["w1"] and run.caught_up

@@ -16,7 +16,7 @@ from anchorpay.adapters.ledger import (
 from anchorpay.domain.transaction import StellarPayment, StellarTransaction
 from anchorpay.scheduler.observer import PaymentObserver
 from anchorpay.store import observer as store
-from conftest import DIST, USDC, USER, AppClient, ClientFactory, FakeLedger
+from conftest import DIST, USDC, USER, AppClient, ClientFactory, FakeLedger, SettingsFactory
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -160,3 +160,16 @@ async def test_health_reports_the_observer_and_answers_503_when_stalled(
         response = await client.get("/health")
         assert response.status_code == 503
         assert response.json()["observer"]["status"] == "stalled"
+
+
+async def test_unmatched_listing_needs_the_api_key(
+    client_factory: ClientFactory, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory(
+        platform_server_auth_type="api_key", secret_platform_api_auth_secret="k-123"
+    )
+    async with client_factory(settings) as client:
+        assert (await client.get("/observer/unmatched")).status_code == 403
+        ok = await client.get("/observer/unmatched", headers={"X-Api-Key": "k-123"})
+        assert ok.status_code == 200 and ok.json() == {"unmatched_payments": []}
+        assert (await client.get("/health")).status_code == 200

@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import USDC, AppClient, create_tx
 
 from anchorpay.store import transactions as repo
+from conftest import USDC, AppClient, create_tx
 
 USD = "iso4217:USD"
 CONCURRENT = "was modified concurrently; re-read it and retry"
@@ -88,7 +88,13 @@ async def test_racing_refunds_never_exceed_amount_in(
     stored = (await app_client.get(f"/transactions/{tx_id}")).json()
     assert stored["status"] == "pending_anchor"
     assert Decimal(stored["refunds"]["amount_refunded"]["amount"]) == Decimal("60")
-    assert [p["id"] for p in stored["refunds"]["payments"]] == [wins[0]["result"]["refunds"]["payments"][0]["id"]]
+    assert [p["id"] for p in stored["refunds"]["payments"]] == [
+        wins[0]["result"]["refunds"]["payments"][0]["id"]
+    ]
     # re-read and retry: now the machine refuses on the amounts, with the exact reason
     retry = (await app_client.rpc(refund(tx_id, "r3", "60"))).json()
-    assert retry["error"] == {"id": tx_id, "code": -32602, "message": "Refund amount exceeds amount_in"}
+    assert retry["error"] == {
+        "id": tx_id,
+        "code": -32602,
+        "message": "Refund amount exceeds amount_in",
+    }

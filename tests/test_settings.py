@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG_DIR
 
 from anchorpay.settings import ConfigError, Settings, load_settings
+from conftest import CONFIG_DIR
 
 SETTING_NAMES = [name.upper() for name in Settings.model_fields]
 
@@ -38,9 +38,7 @@ def test_defaults() -> None:
     assert settings.horizon_base_url() == "http://127.0.0.1:8085/sandbox/horizon"
 
 
-def test_precedence(
-    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_precedence(clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (clean_env / "server.toml").write_text(
         "[settings]\nplatform_server_port = 9001\nrpc_batch_size_limit = 10\nworker_tick_s = 7\n"
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import DIST, USDC, USER, AppClient, create_tx, deposit_body
 
 from anchorpay.store import transactions as repo
+from conftest import DIST, USDC, USER, AppClient, create_tx, deposit_body
 
 OTHER = "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
 
@@ -64,8 +64,11 @@ async def test_create_withdrawal_pays_to_the_distribution_account(app_client: Ap
 
 
 async def test_json_number_amount_keeps_its_digits(app_client: AppClient) -> None:
-    body = '{"kind":"deposit","amount_expected":{"asset":"%s","amount":10.10},"destination_account":"%s"}'
-    response = await app_client.post("/transactions", content=body % (USDC, USER))
+    body = (
+        '{"kind":"deposit","amount_expected":{"asset":"' + USDC + '","amount":10.10},'
+        '"destination_account":"' + USER + '"}'
+    )
+    response = await app_client.post("/transactions", content=body)
     assert response.status_code == 201
     assert response.json()["amount_expected"]["amount"] == "10.10"
 
@@ -84,7 +87,11 @@ async def test_get_unknown(app_client: AppClient) -> None:
     assert response.status_code == 404
     assert response.json() == {"error": "transaction nope not found"}
     rpc = await rpc_result(app_client, "get_transaction", {"transaction_id": "nope"})
-    assert rpc["error"] == {"id": "nope", "code": -32603, "message": "transaction (id=nope) is not found"}
+    assert rpc["error"] == {
+        "id": "nope",
+        "code": -32603,
+        "message": "transaction (id=nope) is not found",
+    }
 
 
 @pytest.mark.parametrize("params", [None, {}, {"transaction_id": ""}, {"transaction_id": None}])
@@ -112,7 +119,10 @@ BAD_CREATES: list[tuple[Any, str]] = [
     ({**deposit_body(), "colour": "red"}, "unknown field: colour"),
     (deposit_body(sep="31"), 'sep must be "24": anchorpay creates SEP-24 transactions'),
     (deposit_body(kind="send"), "kind must be deposit or withdrawal"),
-    ({k: v for k, v in deposit_body().items() if k != "kind"}, "kind must be deposit or withdrawal"),
+    (
+        {k: v for k, v in deposit_body().items() if k != "kind"},
+        "kind must be deposit or withdrawal",
+    ),
     (
         {k: v for k, v in deposit_body().items() if k != "amount_expected"},
         "amount_expected is required",
@@ -213,8 +223,7 @@ BAD_CREATES: list[tuple[Any, str]] = [
     ),
     (
         {"kind": "withdrawal", "amount_expected": {"asset": USDC}, "memo": "1", "memo_type": "id"},
-        "memo and memo_type apply to deposits; a withdrawal's memo is set by "
-        "request_onchain_funds",
+        "memo and memo_type apply to deposits; a withdrawal's memo is set by request_onchain_funds",
     ),
 ]
 
@@ -249,7 +258,9 @@ async def test_valid_memos_are_accepted(app_client: AppClient) -> None:
     assert await stored_count(app_client) == 4
 
 
-async def test_asset_not_enabled_for_kind(client_factory: Any, settings_factory: Any, tmp_path: Any) -> None:
+async def test_asset_not_enabled_for_kind(
+    client_factory: Any, settings_factory: Any, tmp_path: Any
+) -> None:
     assets = tmp_path / "assets.toml"
     assets.write_text(
         f'[[assets]]\nid = "{USDC}"\nsignificant_decimals = 7\n'
@@ -309,7 +320,10 @@ async def test_list_filters_by_status(app_client: AppClient) -> None:
 
 BAD_LISTS: list[tuple[dict[str, Any], str]] = [
     ({"sep": "7"}, "sep must be one of 6, 24, 31"),
-    ({"order_by": "amount"}, "order_by must be one of created_at, transfer_received_at, user_action_required_by"),
+    (
+        {"order_by": "amount"},
+        "order_by must be one of created_at, transfer_received_at, user_action_required_by",
+    ),
     ({"order": "up"}, "order must be one of asc, desc"),
     ({"statuses": "done"}, "statuses: 'done' is not a SEP-24 status"),
     ({"page_number": "-1"}, "page_number must be an integer of 0 or more"),
@@ -320,7 +334,9 @@ BAD_LISTS: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("query", "error"), BAD_LISTS)
-async def test_bad_list_query_rest(app_client: AppClient, query: dict[str, Any], error: str) -> None:
+async def test_bad_list_query_rest(
+    app_client: AppClient, query: dict[str, Any], error: str
+) -> None:
     response = await app_client.get("/transactions", params=query)
     assert response.status_code == 400
     assert response.json() == {"error": error}

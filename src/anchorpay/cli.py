@@ -104,12 +104,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _until_stopped() -> None:
+def _stop_event() -> asyncio.Event:
+    """Set by SIGTERM or SIGINT (installed before anything starts, so none is missed)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -119,6 +120,7 @@ async def _run_worker(settings: Settings) -> None:
     from anchorpay.store.db import create_engine, is_sqlite, session_factory
     from anchorpay.workflow import Services
 
+    stop = _stop_event()
     if is_sqlite(settings.database_url):
         await migrate.upgrade(settings.database_url)
     engine = create_engine(settings.database_url)
@@ -132,7 +134,7 @@ async def _run_worker(settings: Settings) -> None:
     services.wake_worker = worker.wake
     await worker.start()
     try:
-        await _until_stopped()
+        await stop.wait()
     finally:
         await worker.stop()
         await services.ledger.aclose()
@@ -162,26 +164,19 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _sandbox(args: argparse.Namespace) -> int:
     import uvicorn
-    from stellar_sdk import Keypair
 
-    from anchorpay.app import optional_module, sandbox_distribution_secret
+    from anchorpay.app import build_sandbox
+    from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
+    from anchorpay.sandbox.app import create_sandbox_app
 
-    settings = _settings(args, platform_server_port=args.port)
+    settings = _settings(args, platform_server_port=args.port, stellar_network="sandbox")
     config = _configure_logging(settings)
-    module = optional_module("anchorpay.sandbox.app")
-    if module is None:
-        raise ConfigError("the sandbox network is not installed")
-    secret = sandbox_distribution_secret()
-    sandbox = module.Sandbox(
-        assets=settings.load_assets(),
-        network_passphrase=settings.network_passphrase,
-        distribution_secret=secret,
-        ledger_close_s=settings.sandbox_ledger_close_s,
-    )
-    print(f"sandbox distribution account: {Keypair.from_secret(secret).public_key}")
-    print(f"sandbox distribution secret (sandbox only): {secret}", flush=True)
+    sandbox = build_sandbox(settings, settings.load_assets())
+    assert sandbox is not None  # STELLAR_NETWORK=sandbox above
+    print(f"sandbox distribution account: {sandbox.distribution_account}")
+    print(f"sandbox distribution secret (sandbox only): {SANDBOX_DISTRIBUTION_SECRET}", flush=True)
     uvicorn.run(
-        module.create_sandbox_app(sandbox),
+        create_sandbox_app(sandbox),
         host=settings.platform_server_host,
         port=settings.platform_server_port,
         log_config=config,

@@ -242,7 +242,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
             raise ConfigError(f"env file {path} cannot be read: {exc.strerror}") from None
     env_arg = path if path.is_file() else None
     try:
-        return Settings(_env_file=env_arg, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_arg, **overrides)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
 

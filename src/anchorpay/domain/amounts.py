@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # Java's BigDecimal(String) grammar: optional sign, digits with an optional point, optional
 # exponent. No whitespace, no underscores, no NaN/Infinity (Python's Decimal accepts those).
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 # Bounds that keep quantize() cheap and exact; nobody sends an amount of 1e1000.
 _MAX_EXPONENT = 1000
 # Enough precision that quantizing any accepted value never rounds or raises.

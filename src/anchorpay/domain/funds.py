@@ -220,7 +220,7 @@ def check_amounts_updated(plan: Plan, ctx: MachineContext) -> None:
 
 
 def apply_amounts_updated(plan: Plan, facts: Facts, ctx: MachineContext, out: Outcome) -> None:
-    """amount_out and the fee change; the stored fee asset and amount_in do not."""
+    """amount_out and the fee change; amount_in and a stored fee asset do not."""
     p = plan.params
     assert p.amount_out is not None and p.fee is not None
     tx = out.transaction

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from anchorpay.domain.amounts import DetailInput, FeeInput, number_to_string
 from anchorpay.domain.errors import InvalidParams
@@ -92,7 +93,8 @@ INSTANT_HINT = "an ISO-8601 instant such as 2024-01-01T00:00:00Z"
 # DateTimeFormatter.ISO_INSTANT on parse: seconds and fraction optional, Z or an offset.
 _INSTANT = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
 )
 
 
@@ -101,7 +103,7 @@ def decode(method: str, raw: object) -> Params:
     if not isinstance(raw, dict):
         raise InvalidParams("params must be an object")
     keys = FIELDS.get(method, ())
-    values: dict[str, object] = {"message": _text(raw, "message")}
+    values: dict[str, Any] = {"message": _text(raw, "message")}
     for key in keys:
         if key == "fee":
             values["fee"] = _fee(raw)
@@ -119,7 +121,7 @@ def decode(method: str, raw: object) -> Params:
             values[key] = _identifier(raw.get(key), key)
         else:
             values[key] = _text(raw, key)
-    return Params(**values)  # type: ignore[arg-type]
+    return Params(**values)
 
 
 def _text(raw: dict[object, object], key: str) -> str | None:

@@ -7,6 +7,7 @@ reference's lookup), and stored with at most 4 fraction digits.
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 from anchorpay.domain.amounts import format_total, parse_decimal, rescale, total
@@ -177,7 +178,8 @@ def apply_refund_payments(plan: Plan, facts: Facts, ctx: MachineContext, out: Ou
     """notify_refund_pending / notify_refund_sent: store the payments and their totals."""
     if plan.refund_payments is not None:
         decimals = decimals_for(plan.transaction, ctx.assets)
-        out.transaction.refunds = totals(plan.refund_payments, decimals)
+        # A copy: the kept payments are the stored transaction's own objects.
+        out.transaction.refunds = totals(copy.deepcopy(plan.refund_payments), decimals)
 
 
 def apply_do_stellar_refund(plan: Plan, facts: Facts, ctx: MachineContext, out: Outcome) -> None:

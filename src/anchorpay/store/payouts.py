@@ -179,19 +179,20 @@ async def claim_due(
     caller's). Payouts already in flight come first. For an adapter in `serial_adapters`
     (one source account, one sequence), a payout that has not yet been sent is claimed only
     while no other payout of that adapter is in flight or leased: at most one at a time."""
-    candidates = (
-        await _run(
-            session,
-            select(_T.c.id, _T.c.version, _T.c.state, _T.c.adapter)
-            .where(_due(now), _T.c.state.in_(list(states)))
-            .order_by(
-                _T.c.state.in_(IN_FLIGHT_STATES).desc(),
-                _T.c.next_attempt_at,
-                _T.c.created_at,
-            )
-            .limit(limit * 4),
+    query = (
+        select(_T.c.id, _T.c.version, _T.c.state, _T.c.adapter)
+        .where(_due(now), _T.c.state.in_(list(states)))
+        .order_by(
+            _T.c.state.in_(IN_FLIGHT_STATES).desc(),
+            _T.c.next_attempt_at,
+            _T.c.created_at,
         )
-    ).all()
+        .limit(limit * 4)
+    )
+    if (await session.connection()).dialect.name == "postgresql":
+        # PostgreSQL: rows another worker is claiming right now are skipped, not waited on.
+        query = query.with_for_update(skip_locked=True)
+    candidates = (await _run(session, query)).all()
     claimed: list[str] = []
     for pid, version, state, adapter in (tuple(r) for r in candidates):
         if len(claimed) >= limit:

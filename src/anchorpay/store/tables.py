@@ -54,9 +54,7 @@ class TransactionRow(SQLModel, table=True):
 
     message: str | None = None
     refunds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    stellar_transactions: list[dict[str, Any]] | None = Field(
-        default=None, sa_column=Column(JSON)
-    )
+    stellar_transactions: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     stellar_transaction_id: str | None = None
     from_account: str | None = None
     to_account: str | None = None

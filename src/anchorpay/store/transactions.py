@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import asc, desc, func, nulls_last
-from sqlmodel import select
 from sqlalchemy import update as sql_update
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.domain.statuses import Kind, Status
@@ -137,15 +137,13 @@ async def get(session: AsyncSession, transaction_id: str) -> Transaction | None:
 
 async def get_fingerprint(session: AsyncSession, transaction_id: str) -> str | None:
     result = await session.exec(
-        select(TransactionRow.create_fingerprint).where(TransactionRow.id == transaction_id)  # type: ignore[call-overload]
+        select(TransactionRow.create_fingerprint).where(TransactionRow.id == transaction_id)
     )
     value: str | None = result.first()
     return value
 
 
-async def insert(
-    session: AsyncSession, tx: Transaction, fingerprint: str | None = None
-) -> None:
+async def insert(session: AsyncSession, tx: Transaction, fingerprint: str | None = None) -> None:
     session.add(TransactionRow(**to_row_values(tx), create_fingerprint=fingerprint))
     await session.flush()
 
@@ -156,7 +154,7 @@ async def update(session: AsyncSession, tx: Transaction) -> Transaction:
     values = to_row_values(tx)
     values["version"] = tx.version + 1
     result = await session.exec(
-        sql_update(TransactionRow)  # type: ignore[call-overload]
+        sql_update(TransactionRow)
         .where(TransactionRow.id == tx.id, TransactionRow.version == tx.version)  # type: ignore[arg-type]
         .values(**values)
         .execution_options(synchronize_session=False)
@@ -196,10 +194,10 @@ async def list_page(
         .offset(page_number * page_size)
         .limit(page_size)
     )
-    rows = (await session.exec(query)).all()  # type: ignore[call-overload]
+    rows = (await session.exec(query)).all()
     return [from_row(r) for r in rows]
 
 
 async def count(session: AsyncSession) -> int:
-    result = await session.exec(select(func.count()).select_from(TransactionRow))  # type: ignore[call-overload]
+    result = await session.exec(select(func.count()).select_from(TransactionRow))
     return int(result.one())

@@ -8,8 +8,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from anchorpay.store import tables  # noqa: F401  (registers the tables on the metadata)
-from anchorpay.store import observer_tables  # noqa: F401
+from anchorpay.store import (
+    observer_tables,  # noqa: F401
+    tables,  # noqa: F401  (registers the tables on the metadata)
+)
 from anchorpay.store.db import create_engine
 
 target_metadata = SQLModel.metadata

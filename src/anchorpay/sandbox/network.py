@@ -1,0 +1,191 @@
+"""The `Sandbox`: the ledger, its start state, the ledger-closing task, submissions that wait
+for their ledger (as Horizon's POST /transactions does), fault injection and request
+counters. The HTTP surfaces (`horizon_routes`, `dev_routes`) are thin layers over it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from stellar_sdk import Keypair
+
+from anchorpay.domain.assets import AssetList
+from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET, SANDBOX_NETWORK_PASSPHRASE
+from anchorpay.sandbox.faults import Faults
+from anchorpay.sandbox.ledger import SandboxLedger
+from anchorpay.sandbox.state import (
+    LedgerHeader,
+    Queued,
+    Rejected,
+    TxRecord,
+    asset_issuer,
+    is_credit_asset_id,
+)
+
+log = logging.getLogger("anchorpay.sandbox")
+
+DISTRIBUTION_XLM = Decimal("10000000")
+DISTRIBUTION_CREDIT = Decimal("1000000")
+ISSUER_XLM = Decimal("10000")
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """No answer to give within the wait (or a fault says so): Horizon's 504. `hash` is None
+    when the envelope was dropped before the ledger saw it."""
+
+    hash: str | None
+
+
+SubmitAnswer = TxRecord | Rejected | TimedOut
+
+
+class Sandbox:
+    def __init__(
+        self,
+        assets: AssetList,
+        network_passphrase: str = SANDBOX_NETWORK_PASSPHRASE,
+        distribution_secret: str = SANDBOX_DISTRIBUTION_SECRET,
+        ledger_close_s: float | None = 5.0,
+        clock: Callable[[], datetime] | None = None,
+        submit_timeout_s: float = 30.0,
+    ) -> None:
+        self.assets = assets
+        self.network_passphrase = network_passphrase
+        self.ledger_close_s = ledger_close_s
+        self.submit_timeout_s = submit_timeout_s
+        self.ledger = SandboxLedger(network_passphrase, clock)
+        self.faults = Faults()
+        # Requests per route and per account ("" when the route names none), for tests that
+        # count ledger reads: counters["GET /accounts/{id}"]["G…"].
+        self.counters: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.distribution = Keypair.from_secret(distribution_secret)
+        self._waiters: dict[str, asyncio.Future[SubmitAnswer]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._genesis()
+
+    @property
+    def distribution_account(self) -> str:
+        return str(self.distribution.public_key)
+
+    def credit_assets(self) -> list[str]:
+        """The configured non-native Stellar asset ids (what trustlines may be made for)."""
+        return [a.id for a in self.assets.stellar_assets() if is_credit_asset_id(a.id)]
+
+    def _genesis(self) -> None:
+        """Issuers first, then the distribution account holding every configured asset."""
+        dist = self.distribution_account
+        for asset_id in self.credit_assets():
+            issuer = asset_issuer(asset_id)
+            if issuer and issuer != dist and issuer not in self.ledger.accounts:
+                self.ledger.create_account(issuer, ISSUER_XLM)
+        self.ledger.create_account(dist, DISTRIBUTION_XLM)
+        for asset_id in self.credit_assets():
+            if asset_issuer(asset_id) != dist:
+                self.ledger.add_trustline(dist, asset_id, balance=DISTRIBUTION_CREDIT)
+
+    # --- developer actions ---------------------------------------------------------------------
+
+    def create_account(self, xlm: Decimal = Decimal(100), trust: tuple[str, ...] = ()) -> Keypair:
+        """A new funded account (created directly, not by a transaction) with trustlines."""
+        keypair = Keypair.random()
+        self.ledger.create_account(keypair.public_key, xlm)
+        for asset_id in trust:
+            self.ledger.add_trustline(keypair.public_key, asset_id)
+        return keypair
+
+    def count(self, route: str, key: str = "") -> None:
+        self.counters[route][key] += 1
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "ledger": self.ledger.latest.sequence,
+            "queued": len(self.ledger.queue),
+            "accounts": len(self.ledger.accounts),
+            "transactions": len(self.ledger.transactions),
+            "counters": {route: dict(c) for route, c in self.counters.items()},
+            "faults": self.faults.describe(),
+        }
+
+    # --- submissions ---------------------------------------------------------------------------
+
+    async def submit(self, envelope_xdr: str, timeout_s: float | None = None) -> SubmitAnswer:
+        """Horizon's synchronous submission: wait for the ledger that applies the envelope.
+        A tx-level refusal answers at once; an applied hash answers with its stored record."""
+        if self.faults.take_drop():
+            log.info("sandbox: fault: dropped a submission before the ledger saw it")
+            return TimedOut(None)
+        outcome = self.ledger.submit(envelope_xdr)
+        if not isinstance(outcome, Queued):
+            return outcome
+        waiter = self._waiters.get(outcome.hash)
+        if waiter is None:  # first submission of this hash: it is new in the queue
+            waiter = self._waiters[outcome.hash] = asyncio.get_running_loop().create_future()
+            delay = self.faults.take_delay()
+            if delay:
+                self.ledger.hold(outcome.hash, delay)
+        wait = self.submit_timeout_s if timeout_s is None else timeout_s
+        try:
+            # shield: one caller timing out must not cancel the answer others wait for
+            return await asyncio.wait_for(asyncio.shield(waiter), wait)
+        except TimeoutError:
+            return TimedOut(outcome.hash)  # still queued: it may apply later, like on Horizon
+
+    async def close_ledger(self) -> LedgerHeader:
+        """Close a ledger now and answer the submissions it decided."""
+        closed = self.ledger.close()
+        for tx_hash, outcome in closed.outcomes.items():
+            waiter = self._waiters.pop(tx_hash, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(outcome)
+        applied = sum(1 for o in closed.outcomes.values() if isinstance(o, TxRecord))
+        if closed.outcomes:
+            log.info(
+                "sandbox: ledger %d closed: %d applied, %d refused",
+                closed.header.sequence,
+                applied,
+                len(closed.outcomes) - applied,
+            )
+        await asyncio.sleep(0)  # let the answered submissions run before the caller goes on
+        return closed.header
+
+    async def wait_queued(self, count: int = 1, timeout_s: float = 5.0) -> None:
+        """Wait until `count` transactions are queued (tests: submit in a task, wait, close)."""
+        async with asyncio.timeout(timeout_s):
+            # The ledger is a plain synchronous object with no events to wait on: poll it.
+            while len(self.ledger.queue) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.ledger_close_s is not None and self._task is None:
+            self._task = asyncio.create_task(self._close_every(self.ledger_close_s))
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for tx_hash, waiter in self._waiters.items():  # answer 504 rather than hang
+            if not waiter.done():
+                waiter.set_result(TimedOut(tx_hash))
+        self._waiters.clear()
+
+    async def _close_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.close_ledger()
+            except Exception:  # one bad close must not stop the network
+                log.exception("sandbox: closing a ledger failed")
+
+
+__all__ = ["Sandbox", "SubmitAnswer", "TimedOut"]

@@ -215,7 +215,8 @@ async def test_two_workers_at_once_pay_each_payout_once(stack: tuple[Env, Worker
         await env.ok("do_stellar_payment", {"transaction_id": tx_id})
 
     async def all_done() -> bool:
-        return all((await env.tx(t))["status"] == "completed" for t in tx_ids)
+        statuses = [(await env.tx(t))["status"] for t in tx_ids]
+        return statuses == ["completed"] * len(tx_ids)
 
     await env.drive(all_done, timeout_s=40)
     await one_payment_each(env, tx_ids)

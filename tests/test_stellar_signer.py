@@ -1,11 +1,16 @@
 """The local Stellar signer: envelopes, memos, result codes, and the "proven dead" rule, over a
-scripted ledger client (pure unit tests; the sandbox runs are in test_stellar_signer_sandbox.py)."""
+scripted ledger client, then against the sandbox network over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from stellar_sdk import Keypair, TransactionEnvelope
@@ -18,6 +23,7 @@ from anchorpay.adapters.base import (
     PermanentCustodyError,
     TransientCustodyError,
 )
+from anchorpay.adapters.horizon import HorizonLedgerClient
 from anchorpay.adapters.ledger import (
     Account,
     Balance,
@@ -30,7 +36,11 @@ from anchorpay.adapters.ledger import (
 )
 from anchorpay.adapters.stellar_signer import StellarSigner, stellar_amount, stellar_memo
 from anchorpay.domain.transaction import StellarTransaction
+from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET, SANDBOX_NETWORK_PASSPHRASE
+from anchorpay.sandbox.app import Sandbox
 from anchorpay.settings import ConfigError
+from sandbox_fixtures import USDC as SANDBOX_USDC
+from sandbox_fixtures import ManualClock, make_sandbox, served_sandbox
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SOURCE = Keypair.random()
@@ -227,3 +237,99 @@ async def test_trustline_check() -> None:
     assert await s.check_trustline(DEST, USDC) is False  # no account: no trustline
     ledger.accounts[DEST] = Account(DEST, 1, (Balance(USDC, 0),))
     assert await s.check_trustline(DEST, USDC) is True
+
+
+# --- against the sandbox network over real HTTP ------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def sandbox_signer() -> AsyncIterator[tuple[StellarSigner, Sandbox, ManualClock]]:
+    clock = ManualClock()
+    sandbox = make_sandbox(clock)
+    async with served_sandbox(sandbox) as horizon:
+        ledger = HorizonLedgerClient(horizon, timeout_s=5)
+        try:
+            yield (
+                StellarSigner(
+                    SANDBOX_DISTRIBUTION_SECRET,
+                    ledger,
+                    network_passphrase=SANDBOX_NETWORK_PASSPHRASE,
+                    tx_timeout_s=60,
+                    clock=clock,
+                ),
+                sandbox,
+                clock,
+            )
+        finally:
+            await ledger.aclose()
+
+
+async def with_material(s: StellarSigner, o: PayoutOrder) -> PayoutOrder:
+    u = await s.prepare(o)
+    return dataclasses.replace(
+        o,
+        envelope_xdr=u.envelope_xdr,
+        tx_hash=u.tx_hash,
+        source_sequence=u.source_sequence,
+        valid_until=u.valid_until,
+    )
+
+
+async def submitted(s: StellarSigner, sandbox: Sandbox, o: PayoutOrder) -> object:
+    task = asyncio.create_task(s.submit(o))
+    await sandbox.wait_queued()
+    await sandbox.close_ledger()
+    return await task
+
+
+async def test_sandbox_pays_once_and_resubmission_is_harmless() -> None:
+    async with sandbox_signer() as (s, sandbox, _clock):
+        user = sandbox.create_account(trust=(SANDBOX_USDC,))
+        assert await s.check_trustline(user.public_key, SANDBOX_USDC) is True
+        assert await s.check_trustline(Keypair.random().public_key, SANDBOX_USDC) is False
+        o = await with_material(
+            s, order(destination=user.public_key, asset=SANDBOX_USDC, memo="hi", memo_type="text")
+        )
+        done = await submitted(s, sandbox, o)
+        assert isinstance(done, Confirmed) and done.hash == o.tx_hash
+        assert sandbox.ledger.balance(user.public_key, SANDBOX_USDC) == Decimal("12.5")
+        found = await s.lookup(o)
+        assert isinstance(found, Confirmed) and found.record is not None
+        assert found.record.memo == "hi" and found.record.payments[0].amount == "12.5000000"
+        # Sending the same envelope again (a retry after a lost answer) pays nothing more.
+        again = await s.submit(o)
+        assert isinstance(again, Confirmed) and again.hash == o.tx_hash
+        assert sandbox.ledger.balance(user.public_key, SANDBOX_USDC) == Decimal("12.5")
+
+
+async def test_sandbox_dead_envelope_is_proven_only_after_its_bound() -> None:
+    async with sandbox_signer() as (s, sandbox, clock):
+        user = sandbox.create_account()
+        o = await with_material(s, order(destination=user.public_key, asset="stellar:native"))
+        sandbox.faults.add({"kind": "drop_next_submission"})
+        with pytest.raises(TransientCustodyError):
+            await s.submit(o)
+        await sandbox.close_ledger()
+        assert await s.lookup(o) == NotFound(False, "not on the ledger yet; its time bound is open")
+        clock.advance(65)
+        await sandbox.close_ledger()  # a ledger closed after the bound: it can never land
+        dead = await s.lookup(o)
+        assert isinstance(dead, NotFound) and dead.dead
+        fresh = await with_material(s, order(destination=user.public_key, asset="stellar:native"))
+        assert fresh.source_sequence == o.source_sequence  # the old one never used it
+        assert isinstance(await submitted(s, sandbox, fresh), Confirmed)
+
+
+async def test_sandbox_permanent_failure_codes() -> None:
+    async with sandbox_signer() as (s, sandbox, _clock):
+        nobody = Keypair.random().public_key
+        o = await with_material(s, order(destination=nobody, asset="stellar:native"))
+        failed = await submitted(s, sandbox, o)
+        assert failed == Failed(
+            f"The destination account {nobody} does not exist on the ledger (op_no_destination)",
+            "op_no_destination",
+        )
+        untrusting = sandbox.create_account()
+        o = await with_material(s, order(destination=untrusting.public_key, asset=SANDBOX_USDC))
+        failed = await submitted(s, sandbox, o)
+        assert isinstance(failed, Failed) and failed.code == "op_no_trust"

@@ -36,10 +36,12 @@ from anchorpay.adapters.base import (
     PermanentCustodyError,
     TransientCustodyError,
 )
+from anchorpay.domain.statuses import Status
 from anchorpay.scheduler.completion import Completion
 from anchorpay.scheduler.retry import Backoff
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
+from anchorpay.store import transactions as tx_store
 from anchorpay.store.tables import PayoutRow
 
 log = logging.getLogger("anchorpay.payouts")
@@ -165,6 +167,8 @@ class PayoutProcessor:
 
     async def _start(self, row: PayoutRow) -> None:
         """No live material: check the trustline, prepare and commit, then send."""
+        if not await self._still_wanted(row):
+            return
         if row.attempts >= self.settings.payout_max_attempts:
             await self.completion.fail(self, row, self._gave_up(row))
             return
@@ -253,6 +257,25 @@ class PayoutProcessor:
             )
         else:  # NotFound straight from submit is not a thing; treat it as unknown
             await self._retry(row, outcome.detail)
+
+    async def _still_wanted(self, row: PayoutRow) -> bool:
+        """Before anything (new) is sent: if the business moved the transaction out of
+        `pending_stellar` meanwhile (error, expired...), do not pay behind its back."""
+        async with self.sessions() as session:
+            tx = await tx_store.get(session, row.transaction_id)
+        status = tx.status.value if tx is not None else "missing"
+        if status == Status.PENDING_STELLAR.value:
+            return True
+        await self._save(
+            row,
+            release=True,
+            state=store.CANCELLED,
+            next_attempt_at=None,
+            last_error=f"transaction was in status {status} before anything was sent; "
+            "payout cancelled",
+        )
+        log.warning("payout %s cancelled: transaction %s is %s", row.id, row.transaction_id, status)
+        return False
 
     async def _park_for_trust(self, row: PayoutRow) -> None:
         """The trustline vanished before submission: wait (re-checked with backoff) rather

@@ -399,3 +399,19 @@ async def test_worker_wake_dispatches_at_once_and_stops_cleanly(rig: Rig) -> Non
         assert (await rig.payout(p.id)).state == "confirmed"
     finally:
         await worker.stop()
+
+
+async def test_transaction_moved_before_sending_cancels_the_payout(rig: Rig) -> None:
+    p = await rig.intent("tx1")
+    async with rig.sessions() as s, s.begin():
+        tx = await tx_store.get(s, "tx1")
+        assert tx is not None
+        tx.status = Status.ERROR  # the business gave up on it before the worker ran
+        await tx_store.update(s, tx)
+    await rig.worker().run_batch()
+    row = await rig.payout(p.id)
+    assert (row.state, row.last_error) == (
+        "cancelled",
+        "transaction was in status error before anything was sent; payout cancelled",
+    )
+    assert rig.custodian.prepared == 0 and rig.workflow.calls == []

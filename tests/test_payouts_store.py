@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -38,10 +37,11 @@ class Intent:  # the fields of domain.machine.PayoutIntent the store reads
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
-    await upgrade(url)
-    engine = create_engine(url)
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """SQLite, and PostgreSQL when ANCHORPAY_TEST_POSTGRES_URL is set (conftest's db_url)."""
+    if db_url.startswith("sqlite"):
+        await upgrade(db_url)
+    engine = create_engine(db_url)
     yield session_factory(engine)
     await engine.dispose()
 
@@ -178,6 +178,30 @@ async def test_concurrent_claims_never_share_a_payout(
     results = await asyncio.gather(*(claim(sessions, f"w{i}") for i in range(4)))
     ids = [r.id for rows in results for r in rows]
     assert len(ids) == len(set(ids)) == 6
+
+
+async def test_one_in_flight_holds_across_processes(db_url: str) -> None:
+    """Four engines (as four worker processes) race for six queued payouts of one source
+    account: exactly one is claimed, whatever the interleaving."""
+    if db_url.startswith("sqlite"):
+        await upgrade(db_url)
+    engines = [create_engine(db_url) for _ in range(4)]
+    try:
+        factories = [session_factory(e) for e in engines]
+        for i in range(6):
+            await record(factories[0], f"tx{i}", Intent())
+
+        async def claim_as(n: int) -> list[PayoutRow]:
+            async with factories[n]() as s, s.begin():
+                rows = await store.claim_due(s, f"w{n}", T0, 30, 1, serial_adapters=("stellar",))
+                await asyncio.sleep(0.05)  # hold the transaction open while others try
+                return rows
+
+        results = await asyncio.gather(*(claim_as(n) for n in range(4)))
+        assert sum(len(r) for r in results) == 1, results
+    finally:
+        for engine in engines:
+            await engine.dispose()
 
 
 async def test_list_payouts(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -10,12 +10,13 @@ lease. A writer that lost the row (its lease expired and another worker took ove
 `LeaseLost` and must stop: it never sends anything it did not commit first.
 
 Claims are one conditional UPDATE per row, so on SQLite (one writer at a time) two workers
-never hold the same payout. PostgreSQL will use `FOR UPDATE SKIP LOCKED` for the candidate
-read; the conditional UPDATE stays the guard.
+never hold the same payout. On PostgreSQL the candidate read uses `FOR UPDATE SKIP LOCKED` and
+the one-in-flight rule an advisory lock; the conditional UPDATE stays the guard.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
@@ -149,6 +150,12 @@ async def cancel_waiting(
     )
 
 
+def _lock_key(adapter: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory lock of one adapter's source."""
+    digest = hashlib.sha256(f"anchorpay.payouts.serial.{adapter}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def _lease_free(now: datetime) -> Any:
     return or_(_T.c.lease_expires_at.is_(None), _T.c.lease_expires_at < now)
 
@@ -189,16 +196,24 @@ async def claim_due(
         )
         .limit(limit * 4)
     )
-    if (await session.connection()).dialect.name == "postgresql":
+    postgres = (await session.connection()).dialect.name == "postgresql"
+    if postgres:
         # PostgreSQL: rows another worker is claiming right now are skipped, not waited on.
         query = query.with_for_update(skip_locked=True)
     candidates = (await _run(session, query)).all()
+    serial_locked: set[str] = set()
     claimed: list[str] = []
     for pid, version, state, adapter in (tuple(r) for r in candidates):
         if len(claimed) >= limit:
             break
         conditions = [_T.c.id == pid, _T.c.version == version, _due(now)]
         if adapter in serial_adapters and state not in IN_FLIGHT_STATES:
+            if postgres and adapter not in serial_locked:
+                # Under READ COMMITTED two claims would not see each other's uncommitted
+                # lease; a transaction-scoped advisory lock per adapter serialises them (on
+                # SQLite the single writer already does).
+                await _run(session, select(func.pg_advisory_xact_lock(_lock_key(adapter))))
+                serial_locked.add(adapter)
             other = _T.alias("other")
             busy = (
                 select(other.c.id)

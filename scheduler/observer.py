@@ -186,7 +186,12 @@ class PaymentObserver:
         try:
             await self.sync(run)
         except Exception as exc:
-            log.exception("payment observer run failed")
+            if isinstance(exc, LedgerUnavailable):
+                # Expected now and then (Horizon busy, or the embedded sandbox not listening
+                # yet at start): one line, retried at the next run.
+                log.warning("payment observer: ledger unavailable (%s); retrying next run", exc)
+            else:
+                log.exception("payment observer run failed")
             run.error = f"{type(exc).__name__}: {exc}"
             try:
                 async with self.services.sessions() as session, session.begin():

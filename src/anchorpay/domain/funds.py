@@ -5,6 +5,8 @@ request_onchain_funds, notify_offchain/onchain_funds_received, notify_amounts_up
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from anchorpay.domain.amounts import FeeInput, validate_fee_details
 from anchorpay.domain.amounts import validate_asset_amount as check_amount
 from anchorpay.domain.assets import is_stellar_asset
@@ -165,10 +167,20 @@ def apply_request_onchain(plan: Plan, facts: Facts, ctx: MachineContext, out: Ou
     tx.memo, tx.memo_type = memo, memo_type
 
 
+def _legacy_fee_asset(plan: Plan) -> None:
+    """The 2.x notify methods took `amount_fee: {amount}` (no asset: the stored fee asset
+    applies), as the 2.8.4 documentation's notify_amounts_updated example sends it."""
+    fee, tx = plan.params.fee, plan.transaction
+    if fee is not None and fee.field == "amount_fee" and fee.asset is None:
+        if tx.amount_fee_asset is not None:
+            plan.params = replace(plan.params, fee=replace(fee, asset=tx.amount_fee_asset))
+
+
 # notify_offchain_funds_received / notify_onchain_funds_received (§3.4, §3.5)
 
 
 def check_received(plan: Plan, ctx: MachineContext) -> None:
+    _legacy_fee_asset(plan)
     tx, p, assets = plan.transaction, plan.params, ctx.assets
     given = (p.amount_in is not None, p.amount_out is not None, p.fee is not None)
     if given not in ((False, False, False), (True, True, True), (True, False, False)):
@@ -211,6 +223,7 @@ def apply_offchain_received(plan: Plan, facts: Facts, ctx: MachineContext, out: 
 
 
 def check_amounts_updated(plan: Plan, ctx: MachineContext) -> None:
+    _legacy_fee_asset(plan)
     tx, p = plan.transaction, plan.params
     assert p.amount_out is not None  # bean validation ran
     check_amount("amount_out", p.amount_out.amount, tx.amount_out_asset, True, ctx.assets)

@@ -145,6 +145,9 @@ def _boolean(value: object, field: str) -> bool:
         return False  # the reference's primitive default (spec §1.8)
     if isinstance(value, bool):
         return value
+    # The 2.8.4 documentation sends `"success": "true"`; Gson reads such strings, so do we.
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     raise InvalidParams(f"{field} must be a boolean")
 
 

@@ -27,6 +27,7 @@ from anchorpay import workflow
 from anchorpay.adapters.base import Confirmed
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.transaction import Transaction
+from anchorpay.domain.transitions import TRUSTLINE_LOST
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 from anchorpay.store import transactions as tx_store
@@ -123,6 +124,19 @@ class Completion:
         }
         params = {"transaction_id": row.transaction_id, "message": reason}
         await self._apply(proc, row, "notify_transaction_error", params, final, "failed")
+
+    async def trustline_lost(self, proc: PayoutProcessor, row: PayoutRow, reason: str) -> None:
+        """A deposit's destination dropped its trustline before anything was sent: the
+        transaction goes back to `pending_trust` and the payout waits for the trustline
+        poller, with a new window, in one database transaction."""
+        final: dict[str, Any] = {
+            "state": store.WAITING_TRUST,
+            "next_attempt_at": None,  # the poller's now, not the dispatcher's
+            "waiting_since": self.clock(),
+            "last_error": reason,
+        }
+        params = {"transaction_id": row.transaction_id, "message": reason}
+        await self._apply(proc, row, TRUSTLINE_LOST, params, final, "waiting for trust again")
 
     async def _apply(
         self,

@@ -281,6 +281,13 @@ class PayoutProcessor:
         """The trustline vanished before submission: wait (re-checked with backoff) rather
         than send a payment that would fail with op_no_trust."""
         label = row.asset.removeprefix("stellar:")
+        reason = (
+            f"The destination account {row.destination} has no trustline for {label}; "
+            "the payout waits for it"
+        )
+        if row.purpose == "payment":  # a deposit goes back to pending_trust (the poller's)
+            await self.completion.trustline_lost(self, row, reason)
+            return
         await self._save(
             row,
             release=True,

@@ -338,14 +338,30 @@ async def test_transient_completion_error_retries_the_completion(rig: Rig) -> No
     assert row.state == "confirmed" and rig.custodian.submits == 1
 
 
-async def test_missing_trustline_parks_the_payout(rig: Rig) -> None:
+async def test_missing_trustline_hands_a_deposit_back_to_the_trustline_poller(rig: Rig) -> None:
     p = await rig.intent("tx1", asset="stellar:USDC:GISSUER")
     rig.custodian.trusted = False
     await rig.worker().run_batch()
     row = await rig.payout(p.id)
-    assert row.state == "waiting_trust" and "has no trustline for USDC:GISSUER" in (
-        row.last_error or ""
-    )
+    assert (row.state, row.next_attempt_at, row.waiting_since) == ("waiting_trust", None, T0)
+    assert "has no trustline for USDC:GISSUER" in (row.last_error or "")
+    assert rig.workflow.calls == [
+        ("trustline_lost", {"transaction_id": "tx1", "message": row.last_error})
+    ]
+    assert rig.custodian.prepared == 0
+    rig.custodian.trusted = True
+    rig.clock.advance(10)
+    await rig.worker().run_batch()  # not the dispatcher's any more: the poller resumes it
+    assert (await rig.payout(p.id)).state == "waiting_trust"
+    assert rig.custodian.prepared == 0
+
+
+async def test_missing_trustline_parks_a_refund_for_the_worker(rig: Rig) -> None:
+    p = await rig.intent("tx1", purpose="refund", asset="stellar:USDC:GISSUER")
+    rig.custodian.trusted = False
+    await rig.worker().run_batch()
+    row = await rig.payout(p.id)
+    assert row.state == "waiting_trust" and row.next_attempt_at is not None
     assert rig.custodian.prepared == 0
     rig.custodian.trusted = True
     rig.clock.advance(10)

@@ -184,3 +184,30 @@ async def test_transaction_moved_by_business_closes_payout(
                 session, transaction_id=tx_id, states=payout_store.OPEN_STATES
             )
         assert open_rows == []
+
+
+async def test_trustline_lost_is_internal_and_hands_back_to_the_poller(
+    settings_factory: SettingsFactory, client_factory: ClientFactory
+) -> None:
+    from anchorpay.workflow import run_method
+
+    ledger = CountingLedger()
+    account = Keypair.random().public_key
+    ledger.add_account(account)
+    async with client_factory(stellar_settings(settings_factory), ledger=ledger) as client:
+        tx_id = await waiting_deposit(client, account)
+        ledger.add_account(account, USDC)
+        await TrustlinePoller(client.services).run_cycle()
+        assert await status_of(client, tx_id) == "pending_stellar"
+
+        # Not an RPC method: the business cannot call it.
+        answer = (await client.rpc(call("trustline_lost", {"transaction_id": tx_id}))).json()
+        assert answer["error"] == {
+            "id": tx_id,
+            "code": -32601,
+            "message": "No matching RPC method[trustline_lost]",
+        }
+        # The worker can: the deposit waits for the trustline again, message kept.
+        params = {"transaction_id": tx_id, "message": "trustline gone"}
+        tx = await run_method(client.services, "trustline_lost", params)
+        assert (tx.status, tx.message) == ("pending_trust", "trustline gone")

@@ -118,7 +118,7 @@ def _state_check(tx: Transaction, method: str) -> transitions.Transition:
 
 def validate(tx: Transaction, method: str, params: object, ctx: MachineContext) -> Plan:
     """Every check of the pipeline that needs no lookup. Raises RpcError; `tx` is untouched."""
-    if method not in METHODS:
+    if method not in METHODS and method not in transitions.INTERNAL_METHODS:
         raise MethodNotFound(f"No matching RPC method[{method}]")
     decoded = decode(method, params)
     row = _state_check(tx, method)

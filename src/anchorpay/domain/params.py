@@ -55,6 +55,7 @@ class Params:
 # "amount_out" are AmountAssetRequest where ASSET_AMOUNTS says so, else AmountRequest.
 _AMOUNTS = ("amount_in", "amount_out", "fee", "amount_expected", "user_action_required_by")
 FIELDS: dict[str, tuple[str, ...]] = {
+    "trustline_lost": (),  # internal: message only
     "notify_interactive_flow_completed": _AMOUNTS,
     "request_offchain_funds": _AMOUNTS,
     "request_onchain_funds": (*_AMOUNTS, "destination_account", "memo", "memo_type"),

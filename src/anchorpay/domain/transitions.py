@@ -43,6 +43,8 @@ NOT_CLOSED = tuple(
     s for s in Status if s not in (Status.ERROR, Status.EXPIRED, Status.COMPLETED, Status.REFUNDED)
 )
 
+TRUSTLINE_LOST = "trustline_lost"
+
 D = (Kind.DEPOSIT,)
 W = (Kind.WITHDRAWAL,)
 DW = (Kind.DEPOSIT, Kind.WITHDRAWAL)
@@ -115,10 +117,16 @@ TABLE: tuple[Transition, ...] = (
     _row("do_stellar_payment", D, {S.PENDING_ANCHOR: YES}, Rule.TRUSTLINE),
     # SEP-6 and SEP-31 only: never allowed for SEP-24.
     _row("notify_customer_info_updated", DW, {}, S.PENDING_ANCHOR),
+    # The worker's own, not an RPC method: the destination dropped its trustline before the
+    # payout was sent; the deposit waits for it again (the trustline poller takes over).
+    _row(TRUSTLINE_LOST, D, {S.PENDING_STELLAR: ANY}, S.PENDING_TRUST),
 )
 # fmt: on
 
-METHODS: frozenset[str] = frozenset(t.method for t in TABLE)
+# Methods only anchorpay itself applies: the state machine knows them, the RPC does not.
+INTERNAL_METHODS: frozenset[str] = frozenset({TRUSTLINE_LOST})
+# The status-changing RPC methods (spec §2.2 minus the reads and get_quote).
+METHODS: frozenset[str] = frozenset(t.method for t in TABLE) - INTERNAL_METHODS
 
 
 def find(method: str, kind: Kind, status: Status, funds_received: bool) -> Transition | None:

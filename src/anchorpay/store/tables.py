@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from anchorpay.store.types import UTCDateTime
@@ -104,7 +104,9 @@ class PayoutRow(SQLModel, table=True):
     adapter_ref: str | None = None  # Fireblocks transaction id
     envelope_xdr: str | None = None  # local signer: stored before submission
     tx_hash: str | None = Field(default=None, index=True, max_length=64)
-    source_sequence: int | None = None
+    source_sequence: int | None = Field(  # Stellar sequence numbers are 64-bit
+        default=None, sa_column=Column(BigInteger(), nullable=True)
+    )
     valid_until: datetime | None = _ts()  # the envelope's time bound
     ledger: int | None = None
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import workflow
@@ -28,6 +27,7 @@ from anchorpay.adapters.base import Confirmed
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.transaction import Transaction
 from anchorpay.domain.transitions import TRUSTLINE_LOST
+from anchorpay.scheduler.services import JobServices
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 from anchorpay.store import transactions as tx_store
@@ -51,13 +51,6 @@ class RunMethod(Protocol):
         now: datetime | None = None,
         in_same_transaction: InSameTransaction | None = None,
     ) -> Transaction: ...
-
-
-class CompletionServices(Protocol):
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
 
 
 def completion_call(
@@ -89,7 +82,7 @@ def completion_call(
 class Completion:
     def __init__(
         self,
-        services: CompletionServices,
+        services: JobServices,
         run_method: RunMethod | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:

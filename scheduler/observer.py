@@ -43,24 +43,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.adapters.ledger import (
-    LedgerClient,
     LedgerError,
     LedgerNotFound,
     LedgerUnavailable,
     ObservedPayment,
 )
-from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
-from anchorpay.settings import Settings
+from anchorpay.scheduler.services import JobServices
 from anchorpay.store import observer as store
 
 log = logging.getLogger("anchorpay.observer")
@@ -72,19 +69,6 @@ PAYMENT_TYPES = frozenset(
     {"payment", "path_payment", "path_payment_strict_receive", "path_payment_strict_send"}
 )
 METHOD = "notify_onchain_funds_received"
-
-
-class ObserverServices(Protocol):
-    """What the observer needs of the workflow's `Services`."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def assets(self) -> AssetList: ...
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
-    @property
-    def ledger(self) -> LedgerClient: ...
 
 
 # Work that must commit in the same database transaction as a state change.
@@ -169,7 +153,7 @@ Decision = Unmatched | Credit | None  # None: not an incoming payment, skipped
 class PaymentObserver:
     def __init__(
         self,
-        services: ObserverServices,
+        services: JobServices,
         apply: Apply | None = None,
         *,
         page_limit: int = PAGE_LIMIT,
@@ -398,7 +382,7 @@ def _workflow_apply(services: Any) -> Apply:
     return apply
 
 
-def add_observer_job(scheduler: Any, services: ObserverServices) -> PaymentObserver:
+def add_observer_job(scheduler: Any, services: JobServices) -> PaymentObserver:
     """Register the observer on an APScheduler scheduler: every OBSERVER_INTERVAL_S, one
     instance at a time, missed runs coalesced."""
     observer = PaymentObserver(services)

@@ -10,32 +10,18 @@ first run completes the status is `starting` (healthy; `last_error` says what fa
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from anchorpay.adapters.ledger import LedgerClient, LedgerError
-from anchorpay.settings import Settings
+from anchorpay.adapters.ledger import LedgerError
+from anchorpay.scheduler.services import JobServices
 from anchorpay.store import observer as store
-
-
-class HealthServices(Protocol):
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
-    @property
-    def ledger(self) -> LedgerClient: ...
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-async def observer_health(
-    services: HealthServices, *, now: datetime | None = None
-) -> dict[str, Any]:
+async def observer_health(services: JobServices, *, now: datetime | None = None) -> dict[str, Any]:
     """`{"healthy": bool, "status": "starting" | "ok" | "idle" | "stalled", "last_ledger",
     "last_ledger_closed_at", "caught_up_at", "seconds_since_caught_up", "latest_ledger",
     "stall_after_s", "last_error", "last_error_at"}`. Asks Horizon for the latest ledger only

@@ -157,24 +157,27 @@ class TrustlinePoller:
         return items
 
     async def _read(self, account: str) -> Account | None:
-        """The account, None when it does not exist; raises LedgerUnavailable when unreadable."""
+        """The account, None when it does not exist; raises LedgerUnavailable when it stays
+        unreadable after the retries."""
         initial, maximum = self._backoff
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._read_attempts),
+            wait=wait_exponential_jitter(multiplier=initial, max=maximum),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
         async with self._reads:
             try:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self._read_attempts),
-                    wait=wait_exponential_jitter(multiplier=initial, max=maximum),
-                    retry=retry_if_exception(_retryable),
-                    reraise=True,
-                ):
-                    with attempt:
-                        async with asyncio.timeout(self.services.settings.horizon_timeout_s):
-                            return await self.services.ledger.get_account(account)
-            except TimeoutError as exc:
-                raise LedgerUnavailable(f"reading {account} timed out") from exc
+                return await retrying(self._read_once, account)
             except LedgerNotFound:
                 return None
-        return None  # pragma: no cover  (AsyncRetrying always returns or raises)
+
+    async def _read_once(self, account: str) -> Account:
+        try:
+            async with asyncio.timeout(self.services.settings.horizon_timeout_s):
+                return await self.services.ledger.get_account(account)
+        except TimeoutError as exc:  # a timeout is as transient as a 503: retried too
+            raise LedgerUnavailable(f"reading {account} timed out") from exc
 
     async def _check_account(
         self, account: str, items: Iterable[Waiting], report: CycleReport

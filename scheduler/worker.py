@@ -17,16 +17,15 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.adapters.base import CustodyAdapter
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
+from anchorpay.scheduler.services import JobServices
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 
@@ -41,15 +40,6 @@ OPTIONAL_JOBS = (
     ("anchorpay.scheduler.observer", "add_observer_job"),
     ("anchorpay.scheduler.trustlines", "add_trustline_job"),
 )
-
-
-class WorkerServices(Protocol):
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
-    @property
-    def ledger(self) -> LedgerClient: ...
 
 
 def build_adapter(settings: Settings, ledger: LedgerClient) -> CustodyAdapter | None:
@@ -119,7 +109,7 @@ class _Runner:
 class Worker:
     def __init__(
         self,
-        services: WorkerServices,
+        services: JobServices,
         *,
         adapter: CustodyAdapter | None = None,
         owner: str | None = None,

@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from anchorpay.api import health
-from anchorpay.scheduler.observer_health import HealthServices, observer_health
+from anchorpay.scheduler.observer_health import observer_health
+from anchorpay.scheduler.services import JobServices
 from anchorpay.store import observer as store
 from anchorpay.store.observer_tables import UnmatchedPaymentRow
 
@@ -73,7 +74,7 @@ async def list_unmatched(request: Request) -> JSONResponse:
     return JSONResponse({"unmatched_payments": [unmatched_view(r) for r in rows]})
 
 
-async def observer_check(services: HealthServices) -> tuple[dict[str, Any], bool]:
+async def observer_check(services: JobServices) -> tuple[dict[str, Any], bool]:
     info = await observer_health(services)
     return info, bool(info["healthy"])
 

@@ -114,34 +114,29 @@ async def record_intent(
 
 async def resume_waiting(session: AsyncSession, transaction_id: str, now: datetime) -> None:
     """The trustline is there: the transaction's `waiting_trust` payout becomes `queued`."""
-    await _run(
-        session,
-        update(_T)
-        .where(_T.c.transaction_id == transaction_id, _T.c.state == WAITING_TRUST)
-        .values(
-            state=QUEUED,
-            next_attempt_at=now,
-            last_error=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-            version=_T.c.version + 1,
-        ),
-    )
+    await _leave_waiting(session, transaction_id, now, state=QUEUED, next_attempt_at=now)
 
 
 async def cancel_waiting(
     session: AsyncSession, transaction_id: str, reason: str, now: datetime
 ) -> None:
     """Close the transaction's `waiting_trust` payout (trust window passed, error, expired)."""
+    await _leave_waiting(
+        session, transaction_id, now, state=CANCELLED, last_error=reason, next_attempt_at=None
+    )
+
+
+async def _leave_waiting(
+    session: AsyncSession, transaction_id: str, now: datetime, **values: Any
+) -> None:
+    """Move the transaction's `waiting_trust` payout on, releasing any lease on it."""
+    values.setdefault("last_error", None)
     await _run(
         session,
         update(_T)
         .where(_T.c.transaction_id == transaction_id, _T.c.state == WAITING_TRUST)
         .values(
-            state=CANCELLED,
-            last_error=reason,
-            next_attempt_at=None,
+            **values,
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,

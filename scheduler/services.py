@@ -1,0 +1,24 @@
+"""What the background jobs need of the workflow's `Services`: one Protocol for all of them,
+so tests can pass a small stand-in and no job imports the RPC side."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.adapters.ledger import LedgerClient
+from anchorpay.domain.assets import AssetList
+from anchorpay.settings import Settings
+
+
+class JobServices(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def assets(self) -> AssetList: ...
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+    @property
+    def ledger(self) -> LedgerClient: ...

@@ -4,6 +4,7 @@ delays only its own payouts, and a payout whose transaction the business moved."
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,9 +25,12 @@ class CountingLedger(FakeLedger):
         super().__init__()
         self.reads: Counter[str] = Counter()
         self.broken: set[str] = set()
+        self.hanging: set[str] = set()
 
     async def get_account(self, account_id: str) -> Account:
         self.reads[account_id] += 1
+        if account_id in self.hanging:
+            await asyncio.sleep(3600)
         if account_id in self.broken:
             raise LedgerUnavailable("Horizon answered 500", status=500)
         return await super().get_account(account_id)
@@ -211,3 +215,26 @@ async def test_trustline_lost_is_internal_and_hands_back_to_the_poller(
         params = {"transaction_id": tx_id, "message": "trustline gone"}
         tx = await run_method(client.services, "trustline_lost", params)
         assert (tx.status, tx.message) == ("pending_trust", "trustline gone")
+
+
+async def test_a_hanging_read_times_out_is_retried_and_holds_back_only_its_account(
+    settings_factory: SettingsFactory, client_factory: ClientFactory
+) -> None:
+    ledger = CountingLedger()
+    good, slow = Keypair.random().public_key, Keypair.random().public_key
+    ledger.add_account(good)
+    ledger.add_account(slow)
+    settings = stellar_settings(settings_factory, horizon_timeout_s=0.05)
+    async with client_factory(settings, ledger=ledger) as client:
+        tx_good = await waiting_deposit(client, good)
+        tx_slow = await waiting_deposit(client, slow)
+        ledger.add_account(good, USDC)
+        ledger.add_account(slow, USDC)
+        ledger.hanging.add(slow)
+        ledger.reads.clear()
+        poller = TrustlinePoller(client.services, backoff_initial_s=0.01, backoff_max_s=0.02)
+        report = await poller.run_cycle()
+        assert (report.accounts_read, report.accounts_failed) == (1, 1)
+        assert ledger.reads[slow] == 3  # each timeout is retried like a 503
+        assert await status_of(client, tx_good) == "pending_stellar"
+        assert await status_of(client, tx_slow) == "pending_trust"

@@ -49,6 +49,7 @@ from anchorpay.adapters.ledger import (
     LedgerNotFound,
     LedgerUnavailable,
     SubmitResult,
+    account_trusts,
 )
 from anchorpay.settings import ConfigError, Settings
 
@@ -269,15 +270,10 @@ class StellarSigner:
     # --- trustline -------------------------------------------------------------------------
 
     async def check_trustline(self, account: str, asset: str) -> bool:
-        if asset == "stellar:native":
-            return True
         try:
-            found = await self._ledger.get_account(account)
-        except LedgerNotFound:
-            return False
+            return await account_trusts(self._ledger, account, asset)
         except LedgerError as exc:
             raise TransientCustodyError(f"Could not read account {account}: {exc}") from None
-        return found.trusts(asset)
 
     async def aclose(self) -> None:
         return None  # the ledger client belongs to the caller

@@ -382,9 +382,12 @@ def _workflow_apply(services: Any) -> Apply:
     return apply
 
 
-def add_observer_job(scheduler: Any, services: JobServices) -> PaymentObserver:
+def add_observer_job(scheduler: Any, services: JobServices) -> PaymentObserver | None:
     """Register the observer on an APScheduler scheduler: every OBSERVER_INTERVAL_S, one
-    instance at a time, missed runs coalesced."""
+    instance at a time, missed runs coalesced. Not with custody deposit addresses: the
+    custodian reports what reached its vault (scheduler/fireblocks_incoming.py)."""
+    if services.settings.deposit_info_generator == "custody":
+        return None
     observer = PaymentObserver(services)
     scheduler.add_job(
         observer.run_once,

@@ -19,7 +19,7 @@ import os
 import signal
 import uuid
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -252,11 +252,19 @@ class PayoutProcessor:
                 row,
                 release=True,
                 state=store.SUBMITTED,
-                next_attempt_at=self.backoff.next_attempt_at(self.clock(), 1),
+                polls=row.polls + 1,
+                next_attempt_at=self.clock() + timedelta(seconds=self.poll_delay(row.polls)),
                 last_error=None,
             )
         else:  # NotFound straight from submit is not a thing; treat it as unknown
             await self._retry(row, outcome.detail)
+
+    def poll_delay(self, polls: int) -> float:
+        """Accepted, not final: look again after PAYOUT_RETRY_BASE_S, then 1.5 times longer
+        each time up to PAYOUT_POLL_MAX_S. Webhooks make it due at once; the cap bounds how
+        long a lost webhook can delay completion."""
+        base = self.settings.payout_retry_base_s
+        return min(self.settings.payout_poll_max_s, base * 1.5 ** min(polls, 64))
 
     async def _still_wanted(self, row: PayoutRow) -> bool:
         """Before anything (new) is sent: if the business moved the transaction out of

@@ -39,6 +39,7 @@ CONFIRM_STATES = (store.SUBMITTED,)
 OPTIONAL_JOBS = (
     ("anchorpay.scheduler.observer", "add_observer_job"),
     ("anchorpay.scheduler.trustlines", "add_trustline_job"),
+    ("anchorpay.scheduler.fireblocks_incoming", "add_fireblocks_incoming_job"),
 )
 
 
@@ -135,6 +136,7 @@ class Worker:
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatcher = _Runner("payouts.dispatch", self.dispatch)
         self._confirmer = _Runner("payouts.confirm", self.confirm)
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def __repr__(self) -> str:
         return f"Worker(adapter={self.adapter!r})"
@@ -175,8 +177,10 @@ class Worker:
             except ImportError:
                 continue
             add: Any = getattr(module, func_name, None)
-            if add is not None:
-                add(scheduler, self.services)
+            job = add(scheduler, self.services) if add is not None else None
+            closer = getattr(job, "aclose", None)
+            if closer is not None:  # a job that owns a client closes it when we stop
+                self._closers.append(closer)
 
     async def stop(self) -> None:
         if self._scheduler is not None:
@@ -186,11 +190,16 @@ class Worker:
         await self._confirmer.stop()
         if self.adapter is not None:
             await self.adapter.aclose()
+        for close in self._closers:
+            await close()
+        self._closers.clear()
         log.info("worker stopped")
 
     def wake(self) -> None:
-        """An intent was recorded: dispatch now rather than at the next tick."""
+        """An intent was recorded, or a custodian's webhook nudged a payout: dispatch and
+        confirm now rather than at the next tick."""
         self._dispatcher.kick()
+        self._confirmer.kick()
 
     async def dispatch(self) -> None:
         """Claim and process due payouts until none is left."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
@@ -28,7 +29,14 @@ from anchorpay.store import migrate
 from anchorpay.store.db import create_engine, is_sqlite, session_factory
 from anchorpay.workflow import Services
 
+if TYPE_CHECKING:
+    from anchorpay.adapters.fireblocks.config import FireblocksConfig
+    from anchorpay.api.fireblocks_webhooks import FireblocksWebhooks
+    from anchorpay.sandbox.fireblocks.service import FireblocksSandbox
+
 log = logging.getLogger("anchorpay")
+
+WEBHOOK_PATH = "/webhooks/fireblocks"  # api/fireblocks_webhooks.py (imported only when used)
 
 
 def safe_database_url(url: str) -> str:
@@ -58,6 +66,53 @@ def build_sandbox(settings: Settings, assets: AssetList) -> Sandbox | None:
     )
 
 
+def build_sandbox_fireblocks(
+    settings: Settings,
+    sandbox: Sandbox | None,
+    config: FireblocksConfig | None,
+    *,
+    standalone: bool = False,
+) -> FireblocksSandbox | None:
+    """The sandbox Fireblocks (under /sandbox/fireblocks) when the sandbox pays through
+    Fireblocks: it knows the configured API key and sends its webhooks to this server (when
+    served alone, to whatever `POST /sandbox/fireblocks/settings` names)."""
+    if sandbox is None or config is None or (settings.fireblocks_base_url and not standalone):
+        return None
+    from cryptography.hazmat.primitives import serialization
+
+    from anchorpay.sandbox.fireblocks.service import FireblocksSandbox
+
+    fireblocks = FireblocksSandbox(
+        sandbox,
+        config.asset_ids,
+        vault_account_id=config.vault_account_id,
+        step_s=settings.sandbox_fireblocks_step_s,
+        webhook_url=None if standalone else f"{settings.local_base_url()}{WEBHOOK_PATH}",
+    )
+    public_pem = config.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fireblocks.register_api_key(config.api_key, public_pem)
+    return fireblocks
+
+
+def build_fireblocks(services: Services, config: FireblocksConfig) -> FireblocksWebhooks:
+    """The server's side of Fireblocks: webhooks, incoming transfers, deposit addresses."""
+    from anchorpay.adapters.fireblocks import build_client
+    from anchorpay.adapters.fireblocks.deposits import FireblocksDepositAddresses
+    from anchorpay.adapters.fireblocks.webhook_signature import WebhookVerifier
+    from anchorpay.api.fireblocks_webhooks import FireblocksWebhooks
+    from anchorpay.scheduler.fireblocks_incoming import IncomingTransfers
+
+    client = build_client(config)
+    if services.settings.deposit_info_generator == "custody":
+        services.custody_deposit_info = FireblocksDepositAddresses(config, client)
+    verifier = WebhookVerifier(
+        legacy_key=config.webhook_key, jwks_url=config.jwks_url, timeout_s=config.timeout_s
+    )
+    return FireblocksWebhooks(services, verifier, IncomingTransfers(services, config, client))
+
+
 def create_app(
     settings: Settings, *, run_worker: bool = True, ledger: LedgerClient | None = None
 ) -> Starlette:
@@ -72,11 +127,20 @@ def create_app(
         ledger=ledger if ledger is not None else default_ledger(settings),
     )
     sandbox = build_sandbox(settings, assets)
+    fb_config = None
+    if settings.effective_custody_type == "fireblocks":
+        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+
+        fb_config = load_fireblocks_config(settings, assets)  # ConfigError now, not at a payout
+    fb_sandbox = build_sandbox_fireblocks(settings, sandbox, fb_config)
+    hooks = build_fireblocks(services, fb_config) if fb_config is not None else None
 
     routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes()]
     routes += [*payouts.routes(), *observer.routes()]
+    if hooks is not None:
+        routes += hooks.routes()
     if sandbox is not None:
-        routes.append(Mount("/sandbox", routes=sandbox_routes(sandbox)))
+        routes.append(Mount("/sandbox", routes=sandbox_routes(sandbox, fb_sandbox)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,6 +162,11 @@ def create_app(
             if sandbox is not None:
                 await sandbox.start()
                 stack.push_async_callback(sandbox.stop)
+            if fb_sandbox is not None:
+                await fb_sandbox.start()
+                stack.push_async_callback(fb_sandbox.stop)
+            if hooks is not None:
+                stack.push_async_callback(hooks.aclose)
             if run_worker:
                 from anchorpay.scheduler.worker import Worker
 
@@ -114,4 +183,5 @@ def create_app(
     )
     app.state.services = services
     app.state.sandbox = sandbox
+    app.state.sandbox_fireblocks = fb_sandbox
     return app

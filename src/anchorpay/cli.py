@@ -1,4 +1,4 @@
-"""The `anchorpay` command: `serve`, `worker`, `migrate`, `sandbox`.
+"""The `anchorpay` command: `serve`, `worker`, `migrate`, `sandbox`, `custody check`.
 
 Bad configuration is one line on stderr, `anchorpay: <message>`, and exit code 2; never a
 traceback. Logs never contain secrets (the `sandbox` command prints the sandbox's own
@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
     sandbox = sub.add_parser("sandbox", parents=[common], help="serve the sandbox network alone")
     sandbox.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
+    custody = sub.add_parser("custody", help="custody adapter tools")
+    custody_sub = custody.add_subparsers(dest="custody_command", required=True)
+    custody_sub.add_parser(
+        "check", parents=[common], help="check the Fireblocks credentials, vault and assets"
+    )
     return parser
 
 
@@ -171,12 +176,20 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     settings = _settings(args, platform_server_port=args.port, stellar_network="sandbox")
     config = _configure_logging(settings)
-    sandbox = build_sandbox(settings, settings.load_assets())
+    assets = settings.load_assets()
+    sandbox = build_sandbox(settings, assets)
     assert sandbox is not None  # STELLAR_NETWORK=sandbox above
+    fireblocks = None
+    if settings.effective_custody_type == "fireblocks":
+        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+        from anchorpay.app import build_sandbox_fireblocks
+
+        fb_config = load_fireblocks_config(settings, assets)
+        fireblocks = build_sandbox_fireblocks(settings, sandbox, fb_config, standalone=True)
     print(f"sandbox distribution account: {sandbox.distribution_account}")
     print(f"sandbox distribution secret (sandbox only): {SANDBOX_DISTRIBUTION_SECRET}", flush=True)
     uvicorn.run(
-        create_sandbox_app(sandbox),
+        create_sandbox_app(sandbox, fireblocks),
         host=settings.platform_server_host,
         port=settings.platform_server_port,
         log_config=config,
@@ -184,7 +197,39 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": _serve, "worker": _worker, "migrate": _migrate, "sandbox": _sandbox}
+def _custody(args: argparse.Namespace) -> int:
+    """`custody check`: a table of what works, and exit 0 only when everything does."""
+    from anchorpay.adapters.fireblocks import build_client
+    from anchorpay.adapters.fireblocks.check import run_check
+    from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+
+    settings = _settings(args)
+    if settings.effective_custody_type != "fireblocks":
+        raise ConfigError(
+            f"custody check needs CUSTODY_TYPE=fireblocks (custody is "
+            f"{settings.effective_custody_type})"
+        )
+    config = load_fireblocks_config(settings, settings.load_assets())
+
+    async def check() -> bool:
+        client = build_client(config)
+        try:
+            report = await run_check(config, client)
+        finally:
+            await client.aclose()
+        print(report.render())
+        return report.usable
+
+    return 0 if asyncio.run(check()) else 1
+
+
+COMMANDS = {
+    "serve": _serve,
+    "worker": _worker,
+    "migrate": _migrate,
+    "sandbox": _sandbox,
+    "custody": _custody,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

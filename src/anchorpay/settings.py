@@ -31,6 +31,8 @@ HORIZON_URLS = {
     "testnet": "https://horizon-testnet.stellar.org",
     "pubnet": "https://horizon.stellar.org",
 }
+FIREBLOCKS_URL = "https://api.fireblocks.io"
+FIREBLOCKS_JWKS_URL = "https://keys.fireblocks.io/.well-known/jwks.json"
 NETWORK_PASSPHRASES = {
     "testnet": "Test SDF Network ; September 2015",
     "pubnet": "Public Global Stellar Network ; September 2015",
@@ -103,8 +105,20 @@ class Settings(BaseSettings):
     assets_file: Path = Path("config/assets.toml")
     deposit_info_generator: Literal["self", "none", "custody"] = "self"
 
+    # Fireblocks (CUSTODY_TYPE=fireblocks). On the sandbox, unset values use the sandbox
+    # Fireblocks' own base URL, keys and vault; elsewhere the first four are required.
+    fireblocks_base_url: str | None = None
+    fireblocks_api_key: SecretStr | None = None
+    fireblocks_secret_key_file: Path | None = None
+    fireblocks_vault_account_id: str | None = None
+    fireblocks_webhook_public_key_file: Path | None = None
+    fireblocks_webhook_jwks_url: str | None = None
+    fireblocks_timeout_s: float = Field(30.0, gt=0)
+    custody_file: Path = Path("config/custody.toml")
+
     # Sandbox network (STELLAR_NETWORK=sandbox).
     sandbox_ledger_close_s: float = Field(5.0, gt=0)
+    sandbox_fireblocks_step_s: float = Field(1.0, gt=0)
 
     # Worker: payouts.
     worker_tick_s: float = Field(1.0, gt=0)
@@ -112,6 +126,7 @@ class Settings(BaseSettings):
     payout_retry_base_s: float = Field(1.0, gt=0)
     payout_retry_max_s: float = Field(300.0, gt=0)
     payout_max_attempts: int = Field(20, ge=1)
+    payout_poll_max_s: float = Field(120.0, gt=0)
 
     # Worker: trustlines and the payment observer.
     trustline_check_interval_s: float = Field(10.0, gt=0)
@@ -144,6 +159,15 @@ class Settings(BaseSettings):
                     "SECRET_PLATFORM_API_AUTH_SECRET is too weak for jwt: "
                     "it must be at least 32 bytes"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_custody(self) -> Settings:
+        if self.deposit_info_generator == "custody" and self.effective_custody_type != "fireblocks":
+            raise ValueError(
+                "DEPOSIT_INFO_GENERATOR=custody needs CUSTODY_TYPE=fireblocks "
+                f"(custody is {self.effective_custody_type})"
+            )
         return self
 
     @classmethod
@@ -189,8 +213,28 @@ class Settings(BaseSettings):
         if self.horizon_url:
             return self.horizon_url.rstrip("/")
         if self.stellar_network == "sandbox":
-            return f"http://{self._local_host()}:{self.platform_server_port}/sandbox/horizon"
+            return f"{self.local_base_url()}/sandbox/horizon"
         return HORIZON_URLS[self.stellar_network]
+
+    def fireblocks_api_base_url(self) -> str:
+        """FIREBLOCKS_BASE_URL, or this server's sandbox Fireblocks, or Fireblocks itself."""
+        if self.fireblocks_base_url:
+            return self.fireblocks_base_url.rstrip("/")
+        if self.stellar_network == "sandbox":
+            return f"{self.local_base_url()}/sandbox/fireblocks"
+        return FIREBLOCKS_URL
+
+    def fireblocks_jwks_url(self) -> str:
+        """FIREBLOCKS_WEBHOOK_JWKS_URL, or the sandbox Fireblocks' JWKS, or Fireblocks' own."""
+        if self.fireblocks_webhook_jwks_url:
+            return self.fireblocks_webhook_jwks_url
+        if self.stellar_network == "sandbox":
+            return f"{self.fireblocks_api_base_url()}/.well-known/jwks.json"
+        return FIREBLOCKS_JWKS_URL
+
+    def local_base_url(self) -> str:
+        """How this server reaches itself (the embedded sandbox, its webhooks)."""
+        return f"http://{self._local_host()}:{self.platform_server_port}"
 
     def _local_host(self) -> str:
         host = self.platform_server_host

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -41,6 +41,14 @@ def _no_worker() -> None:
     """The default `wake_worker`: nothing to wake (tests, `serve --no-worker`)."""
 
 
+class CustodyDepositInfo(Protocol):
+    """DEPOSIT_INFO_GENERATOR=custody: the custodian's deposit address and memo for `tx`."""
+
+    async def __call__(
+        self, session: AsyncSession, tx: Transaction, asset_id: str | None, now: datetime
+    ) -> machine.DepositInfo: ...
+
+
 @dataclass
 class Services:
     """What the RPC handlers, the REST routes and the worker share."""
@@ -50,6 +58,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     ledger: LedgerClient
     wake_worker: Callable[[], None] = field(default=_no_worker)
+    custody_deposit_info: CustodyDepositInfo | None = None
 
 
 def machine_context(services: Services, now: datetime) -> machine.MachineContext:
@@ -149,16 +158,19 @@ async def _facts(
             services.ledger, account, asset, services.settings.trustline_read_timeout_s
         )
     info: machine.DepositInfo | None = None
-    if plan.needs_deposit_info and services.settings.deposit_info_generator == "self":
+    generator = services.settings.deposit_info_generator
+    if plan.needs_deposit_info and generator in ("self", "custody"):
         amount_in = params.get("amount_in")
         asset_id = amount_in.get("asset") if isinstance(amount_in, dict) else None
-        info = await deposit_info.allocate_memo(
-            session,
-            tx,
-            services.assets,
-            asset_id=asset_id if isinstance(asset_id, str) and asset_id else None,
-            now=now,
-        )
+        asset_id = asset_id if isinstance(asset_id, str) and asset_id else None
+        if generator == "self":
+            info = await deposit_info.allocate_memo(
+                session, tx, services.assets, asset_id=asset_id, now=now
+            )
+        elif services.custody_deposit_info is None:
+            raise InternalError("DEPOSIT_INFO_GENERATOR=custody but no custodian is configured")
+        else:
+            info = await services.custody_deposit_info(session, tx, asset_id, now)
     return machine.Facts(
         stellar_transaction=stellar_transaction, trustline=trustline, deposit_info=info
     )

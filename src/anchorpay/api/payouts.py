@@ -38,6 +38,7 @@ def payout_view(row: PayoutRow) -> dict[str, Any]:
         "memo_type": row.memo_type,
         "refund_fee": row.refund_fee,
         "attempts": row.attempts,
+        "polls": row.polls,
         "last_error": row.last_error,
         "next_attempt_at": ts(row.next_attempt_at),
         "adapter": row.adapter,

@@ -4,7 +4,8 @@
 comparison) or `jwt` (HMAC-signed with the secret, `Bearer <token>`; `exp` is required, unlike
 the reference where a token without `exp` never expires; `nbf` honoured; zero clock skew).
 A failure is HTTP 403 with the reference's pretty-printed `{"error": "forbidden"}`. OPTIONS
-requests pass (CORS preflight). `/health` and the sandbox are open.
+requests pass (CORS preflight). `/health`, the sandbox and the Fireblocks webhook (checked by
+its signature) are open.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from anchorpay.settings import ConfigError, Settings
 log = logging.getLogger("anchorpay.auth")
 
 FORBIDDEN_BODY = b'{\n  "error": "forbidden"\n}'
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/webhooks/fireblocks")  # the webhook is checked by its signature
 OPEN_PREFIXES = ("/sandbox",)
 MIN_JWT_SECRET_BYTES = 32
 

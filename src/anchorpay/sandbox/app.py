@@ -1,11 +1,13 @@
-"""Serving the sandbox network: the routes under /sandbox (developer routes) and
-/sandbox/horizon (Horizon surface), for mounting into anchorpay's app or serving alone
-(`anchorpay sandbox`) with a lifespan that runs the ledger-closing task."""
+"""Serving the sandbox network: the routes under /sandbox (developer routes), /sandbox/horizon
+(Horizon surface) and, when given one, /sandbox/fireblocks (the sandbox Fireblocks), for
+mounting into anchorpay's app or serving alone (`anchorpay sandbox`) with a lifespan that runs
+the ledger-closing task (and the sandbox Fireblocks' tasks)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
@@ -14,25 +16,41 @@ from anchorpay.sandbox.dev_routes import dev_routes
 from anchorpay.sandbox.horizon_routes import horizon_routes
 from anchorpay.sandbox.network import Sandbox, SubmitAnswer, TimedOut
 
+if TYPE_CHECKING:  # the Fireblocks modules load only when a sandbox Fireblocks is served
+    from anchorpay.sandbox.fireblocks.service import FireblocksSandbox
 
-def sandbox_routes(sandbox: Sandbox) -> list[BaseRoute]:
+
+def sandbox_routes(
+    sandbox: Sandbox, fireblocks: FireblocksSandbox | None = None
+) -> list[BaseRoute]:
     """Routes relative to the /sandbox mount point."""
-    return [Mount("/horizon", routes=horizon_routes(sandbox)), *dev_routes(sandbox)]
+    routes: list[BaseRoute] = [Mount("/horizon", routes=horizon_routes(sandbox))]
+    if fireblocks is not None:
+        from anchorpay.sandbox.fireblocks.routes import fireblocks_routes
+
+        routes.append(Mount("/fireblocks", routes=fireblocks_routes(fireblocks)))
+    return [*routes, *dev_routes(sandbox)]
 
 
-def create_sandbox_app(sandbox: Sandbox) -> Starlette:
+def create_sandbox_app(sandbox: Sandbox, fireblocks: FireblocksSandbox | None = None) -> Starlette:
     """The sandbox alone, so the ledger outlives worker processes that tests kill."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sandbox.start()
         try:
+            if fireblocks is not None:
+                await fireblocks.start()
             yield
         finally:
+            if fireblocks is not None:
+                await fireblocks.stop()
             await sandbox.stop()
 
-    app = Starlette(routes=[Mount("/sandbox", routes=sandbox_routes(sandbox))], lifespan=lifespan)
+    routes = [Mount("/sandbox", routes=sandbox_routes(sandbox, fireblocks))]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
+    app.state.fireblocks = fireblocks
     return app
 
 

@@ -44,6 +44,19 @@ async def memo_for_transaction(
     return result.first()
 
 
+async def memo_of_transaction(
+    session: AsyncSession, transaction_id: str
+) -> tuple[str, str, str] | None:
+    """(destination, memo, memo_type) issued to `transaction_id`, if any (its first)."""
+    result = await session.exec(
+        select(WithdrawalMemoRow)
+        .where(WithdrawalMemoRow.transaction_id == transaction_id)
+        .order_by(col(WithdrawalMemoRow.created_at))
+    )
+    row = result.first()
+    return (row.destination, row.memo, row.memo_type) if row is not None else None
+
+
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -98,14 +111,19 @@ async def try_insert_memo(
 
 
 async def insert_memo(
-    session: AsyncSession, destination: str, memo: str, transaction_id: str, now: datetime
+    session: AsyncSession,
+    destination: str,
+    memo: str,
+    transaction_id: str,
+    now: datetime,
+    memo_type: str = "id",
 ) -> None:
     """Plain insert; the primary key (destination, memo) raises IntegrityError on reuse."""
     await session.exec(
         insert(WithdrawalMemoRow).values(
             destination=destination,
             memo=memo,
-            memo_type="id",
+            memo_type=memo_type,
             transaction_id=transaction_id,
             created_at=now,
         )

@@ -316,3 +316,16 @@ async def count_by_state(session: AsyncSession) -> dict[str, int]:
     result = await _run(session, select(_T.c.state, func.count()).group_by(_T.c.state))
     rows: list[Any] = list(result.all())
     return {str(state): int(n) for state, n in rows}
+
+
+async def nudge(session: AsyncSession, payout_id: str, now: datetime) -> bool:
+    """Make an in-flight payout due now (a custodian's webhook said something changed). Not a
+    versioned write: it only moves `next_attempt_at`, and a worker holding the row may
+    overwrite it with its own schedule, which is as safe (the poll is capped)."""
+    result = await _run(
+        session,
+        update(_T)
+        .where(_T.c.id == payout_id, _T.c.state.in_(IN_FLIGHT_STATES))
+        .values(next_attempt_at=now),
+    )
+    return bool(result.rowcount == 1)

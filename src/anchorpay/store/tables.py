@@ -94,6 +94,7 @@ class PayoutRow(SQLModel, table=True):
     refund_fee: str | None = None
 
     attempts: int = Field(default=0)
+    polls: int = Field(default=0)  # looks at it while accepted but not final (backoff)
     next_attempt_at: datetime | None = _ts()
     last_error: str | None = None
     lease_owner: str | None = Field(default=None, max_length=64)

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from anchorpay.store import (
+    fireblocks_tables,  # noqa: F401
     observer_tables,  # noqa: F401
     tables,  # noqa: F401  (registers the tables on the metadata)
 )

@@ -1,0 +1,99 @@
+"""The request check of Fireblocks' API (docs/fireblocks-wire.md): an `X-API-Key` and a Bearer
+JWT (RS256) signed with the key registered for that API key, whose claims bind it to this
+request (`uri`, `bodyHash`, `sub`) and to a short time window (`iat`, `exp`). A refusal is an
+`Unauthorized` whose message is the reason shown after "Unauthorized: "."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+MAX_LIFETIME_S = 30  # exp may be at most this far after iat
+MAX_SKEW_S = 60  # iat may be at most this far in the future
+REQUIRED_CLAIMS = ("uri", "sub", "bodyHash", "iat", "exp")
+
+
+class Unauthorized(Exception):
+    """The message is the reason, as shown to the caller after "Unauthorized: "."""
+
+
+def load_public_key(pem: str | bytes) -> RSAPublicKey:
+    """An RSA public key from PEM; ValueError for anything else."""
+    key = load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    return key
+
+
+def request_uri(scope: Mapping[str, Any]) -> str:
+    """The path and query as sent, relative to where the surface is mounted."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1").split("?")[0] if raw else str(scope["path"])
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
+def _number(claims: dict[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unauthorized(f"JWT claim {name} must be a number")
+    return float(value)
+
+
+def check_request(
+    keys: Mapping[str, RSAPublicKey],
+    api_key: str | None,
+    authorization: str | None,
+    uri: str,
+    body: bytes,
+    now: float,
+) -> None:
+    """Raise Unauthorized unless the request is signed as the wire contract says."""
+    if not api_key:
+        raise Unauthorized("missing X-API-Key header")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing Bearer JWT in the Authorization header")
+    token = token.strip()
+    key = keys.get(api_key)
+    if key is None:
+        raise Unauthorized("unknown API key")
+    try:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+    except jwt.DecodeError:
+        raise Unauthorized("malformed JWT") from None
+    if algorithm != "RS256":
+        raise Unauthorized("JWT algorithm must be RS256")
+    options = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}
+    options |= {"verify_aud": False, "verify_iss": False, "verify_sub": False}
+    options |= {"verify_jti": False}
+    try:
+        claims = jwt.decode(token, key, algorithms=["RS256"], options=options)  # type: ignore[arg-type]
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("JWT signature does not verify with the API key's public key") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("malformed JWT") from None
+    for name in REQUIRED_CLAIMS:
+        if name not in claims:
+            raise Unauthorized(f"JWT has no {name} claim")
+    if claims["sub"] != api_key:
+        raise Unauthorized("JWT sub does not match the API key")
+    if claims["uri"] != uri:
+        raise Unauthorized("JWT uri does not match the request path and query")
+    if claims["bodyHash"] != hashlib.sha256(body).hexdigest():
+        raise Unauthorized("JWT bodyHash does not match the request body")
+    iat, exp = _number(claims, "iat"), _number(claims, "exp")
+    if exp <= now:
+        raise Unauthorized("JWT has expired")
+    if exp - iat > MAX_LIFETIME_S:
+        raise Unauthorized(f"JWT exp is more than {MAX_LIFETIME_S} seconds after iat")
+    if iat > now + MAX_SKEW_S:
+        raise Unauthorized("JWT iat is in the future")

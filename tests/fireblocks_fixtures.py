@@ -100,23 +100,27 @@ class FireblocksApi:
     async def request(
         self,
         method: str,
-        uri: str,
+        path: str,
         body: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        signed_uri: str | None = None,
         **jwt_options: Any,
     ) -> httpx.Response:
+        """Send `path` (with its query) signed for `signed_uri` (default: `path`); `headers`
+        override the signed ones, `jwt_options` go to `request_jwt`."""
         raw = b"" if body is None else compact(body)
         jwt_options = {"api_key": self.api_key, "private_pem": self.private_pem} | jwt_options
+        uri = path if signed_uri is None else signed_uri
         sent = signed_headers(method, uri, raw, **jwt_options) | (headers or {})
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        return await self.client.request(method, uri, content=raw, headers=sent, **extra)
+        return await self.client.request(method, path, content=raw, headers=sent, **extra)
 
-    async def get(self, uri: str, **kwargs: Any) -> httpx.Response:
-        return await self.request("GET", uri, **kwargs)
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", path, **kwargs)
 
-    async def post(self, uri: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return await self.request("POST", uri, body if body is not None else {}, **kwargs)
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, body if body is not None else {}, **kwargs)
 
 
 @dataclass

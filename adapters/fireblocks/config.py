@@ -72,7 +72,7 @@ def load_fireblocks_config(settings: Settings, assets: AssetList) -> FireblocksC
         api_key=api_key.strip(),
         private_key=private_key,
         vault_account_id=vault,
-        asset_ids=load_asset_mapping(settings.custody_file, assets),
+        asset_ids=load_asset_mapping(settings.custody_path(), assets),
         webhook_key=webhook_key,
         jwks_url=settings.fireblocks_jwks_url(),
         timeout_s=settings.fireblocks_timeout_s,

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     fireblocks_webhook_public_key_file: Path | None = None
     fireblocks_webhook_jwks_url: str | None = None
     fireblocks_timeout_s: float = Field(30.0, gt=0)
-    custody_file: Path = Path("config/custody.toml")
+    custody_file: Path | None = None  # default: custody.toml of the config folder
 
     # Sandbox network (STELLAR_NETWORK=sandbox).
     sandbox_ledger_close_s: float = Field(5.0, gt=0)
@@ -239,6 +239,12 @@ class Settings(BaseSettings):
     def _local_host(self) -> str:
         host = self.platform_server_host
         return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+    def custody_path(self) -> Path:
+        """CUSTODY_FILE, or `custody.toml` beside the other config files."""
+        if self.custody_file is not None:
+            return self.custody_file
+        return Path(os.environ.get(CONFIG_DIR_ENV, "config")) / "custody.toml"
 
     def load_assets(self) -> AssetList:
         return load_assets(self.assets_file)

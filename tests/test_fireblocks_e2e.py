@@ -286,3 +286,32 @@ async def test_webhook_needs_no_platform_auth_but_a_signature(tmp_path: Path) ->
         assert (await env.client.post("/", json={})).status_code == 403
         async with httpx.AsyncClient(base_url=str(env.client.base_url)) as plain:
             assert (await plain.get("/health")).status_code == 200
+
+
+async def test_incoming_transfer_without_webhooks_is_found_by_the_poll(tmp_path: Path) -> None:
+    async with fireblocks_app(
+        tmp_path, deposit_info_generator="custody", observer_interval_s=0.1
+    ) as env:
+        await fb_fault(env, kind="drop_webhooks", count=1000)
+        user = await env.account()
+        await give_usdc(env, user, "10")
+        created = await env.client.post(
+            "/transactions",
+            json={"sep": "24", "kind": "withdrawal", "amount_expected": {"asset": USDC}},
+        )
+        tx_id = created.json()["id"]
+        params = {
+            "transaction_id": tx_id,
+            "amount_in": {"amount": "10", "asset": USDC},
+            "amount_out": {"amount": "9", "asset": "iso4217:USD"},
+            "fee_details": {"total": "1", "asset": USDC},
+        }
+        asked = await env.ok("request_onchain_funds", params)
+        paid = await pay(env, user, VAULT, "9.5", memo_id=int(asked["memo"]))
+        assert await env.until_status(tx_id, "pending_anchor") == "pending_anchor"
+        tx = await env.tx(tx_id)
+        assert tx["message"] == (
+            "Received an incoming payment. Amount mismatch: received 9.5 but 10 was expected"
+        )
+        assert [s["id"] for s in tx["stellar_transactions"]] == [paid]
+        assert {e["delivery"] for e in await webhooks(env)} == {"dropped"}

@@ -342,7 +342,7 @@ OTHER_KEY_PEM = (
             "JWT signature does not verify with the API key's public key",
         ),
         (
-            {"uri": "/v1/transactions/other"},
+            {"signed_uri": "/v1/transactions/other"},
             {},
             "JWT uri does not match the request path and query",
         ),

@@ -47,6 +47,7 @@ def compact(body: Any) -> bytes:
 def request_jwt(
     uri: str,
     body: bytes = b"",
+    /,
     *,
     api_key: str = SANDBOX_FIREBLOCKS_API_KEY,
     private_pem: str | bytes = SANDBOX_FIREBLOCKS_API_SECRET_PEM,
@@ -66,7 +67,7 @@ def request_jwt(
         "sub": api_key,
         "bodyHash": hashlib.sha256(body).hexdigest(),
     }
-    payload.update(claims)
+    payload.update(claims)  # positional-only parameters above: `uri` may be a claim here
     payload = {k: v for k, v in payload.items() if v is not None}
     key = private_pem.encode() if isinstance(private_pem, str) else private_pem
     return jwt.encode(payload, key, algorithm=algorithm)
@@ -76,6 +77,7 @@ def signed_headers(
     method: str,
     uri: str,
     body: bytes = b"",
+    /,
     *,
     api_key: str = SANDBOX_FIREBLOCKS_API_KEY,
     private_pem: str | bytes = SANDBOX_FIREBLOCKS_API_SECRET_PEM,
@@ -103,7 +105,7 @@ class FireblocksApi:
         path: str,
         body: Any = None,
         headers: dict[str, str] | None = None,
-        timeout: float | None = None,
+        timeout_s: float | None = None,
         signed_uri: str | None = None,
         **jwt_options: Any,
     ) -> httpx.Response:
@@ -113,7 +115,7 @@ class FireblocksApi:
         jwt_options = {"api_key": self.api_key, "private_pem": self.private_pem} | jwt_options
         uri = path if signed_uri is None else signed_uri
         sent = signed_headers(method, uri, raw, **jwt_options) | (headers or {})
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
         return await self.client.request(method, path, content=raw, headers=sent, **extra)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:

@@ -104,9 +104,7 @@ def test_unreadable_and_wrong_keys_are_startup_errors(tmp_path: Path) -> None:
     assert str(caught.value) == f"FIREBLOCKS_SECRET_KEY_FILE {ec_path} is not a PEM RSA private key"
     garbage = write(tmp_path, "hook.pem", "not a key")
     with pytest.raises(ConfigError) as caught:
-        load_fireblocks_config(
-            prod(tmp_path, fireblocks_webhook_public_key_file=garbage), ASSETS
-        )
+        load_fireblocks_config(prod(tmp_path, fireblocks_webhook_public_key_file=garbage), ASSETS)
     assert str(caught.value) == (
         f"FIREBLOCKS_WEBHOOK_PUBLIC_KEY_FILE {garbage} is not a PEM RSA public key"
     )

@@ -11,10 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from stellar_sdk import Asset
+from stellar_sdk import Asset, Keypair
 
 from anchorpay.sandbox.app import Sandbox, create_sandbox_app
 from anchorpay.sandbox.fireblocks import (
@@ -23,7 +24,7 @@ from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_VAULT_ID,
 )
 from anchorpay.sandbox.fireblocks.service import FireblocksSandbox
-from anchorpay.sandbox.state import OpRecord, TxRecord
+from anchorpay.sandbox.state import NATIVE, OpRecord, TxRecord
 from fireblocks_fixtures import (
     ASSET_MAPPING,
     FireblocksNet,
@@ -96,73 +97,81 @@ async def net() -> Any:
         yield net
 
 
-# --- transfers ---------------------------------------------------------------------------------
+# --- transfers --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("asset", "fb_asset", "tag", "memo_type", "memo"),
-    [
-        ("stellar:native", "XLM", "12345", "id", "12345"),
-        (USDC, "USDC_XLM", "invoice 7", "text", "invoice 7"),
-        ("stellar:native", "XLM", None, "none", None),
-        ("stellar:native", "XLM", "007", "text", "007"),  # a leading zero would be lost as an id
-    ],
-)
-async def test_a_transfer_walks_to_completed_and_pays_exactly_once(
-    asset: str, fb_asset: str, tag: str | None, memo_type: str, memo: str | None
-) -> None:
+TRANSFER_CASES = [  # (asset, Fireblocks asset, tag, Stellar memo type, memo)
+    ("stellar:native", "XLM", "12345", "id", "12345"),
+    (USDC, "USDC_XLM", "invoice 7", "text", "invoice 7"),
+    ("stellar:native", "XLM", None, "none", None),
+    ("stellar:native", "XLM", "007", "text", "007"),  # a leading zero would be lost as an id
+    ("stellar:native", "XLM", str(2**64), "text", str(2**64)),  # too big for an id
+]
+
+
+async def test_transfers_walk_to_completed_and_pay_exactly_once() -> None:
     receiver = WebhookReceiver()
     async with serve(receiver.app()) as hook_base, fireblocks_net() as net:
         net.fb.webhook_url = f"{hook_base}/hook"
-        user = net.sandbox.create_account(trust=(USDC,))
-        vault_before = net.fb.vault.balance(asset)
-        tx_id = await create(net, transfer(user.public_key, "12.5", fb_asset, tag))
-        await net.wait_status(tx_id, "COMPLETED")
+        vault_xlm, vault_usdc = net.fb.vault.balance(NATIVE), net.fb.vault.balance(USDC)
+        made = []
+        for i, (asset, fb_asset, tag, memo_type, memo) in enumerate(TRANSFER_CASES):
+            user = net.sandbox.create_account(trust=(USDC,))
+            body = transfer(user.public_key, "12.5", fb_asset, tag, external_tx_id=f"p-{i}")
+            made.append((await create(net, body), user.public_key, asset, memo_type, memo))
+        for tx_id, *_ in made:
+            await net.wait_status(tx_id, "COMPLETED")
 
-        response = await net.api.get(f"/v1/transactions/{tx_id}")
-        assert response.status_code == 200
-        tx = response.json()
-        assert tx["status"] == "COMPLETED" and tx["subStatus"] == ""
-        assert tx["externalTxId"] == "payout-1"
-        assert tx["assetId"] == fb_asset and tx["amount"] == "12.5"
-        assert tx["amountInfo"] == {
-            "amount": "12.5",
-            "requestedAmount": "12.5",
-            "netAmount": "12.5",
-        }
-        assert tx["source"]["type"] == "VAULT_ACCOUNT" and tx["source"]["id"] == "0"
-        assert tx["destination"]["type"] == "ONE_TIME_ADDRESS"
-        assert tx["sourceAddress"] == SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
-        assert tx["destinationAddress"] == user.public_key
-        assert tx["destinationTag"] == (tag or "")
-        assert tx["note"] == "anchorpay payout"
-        assert tx["createdAt"] <= tx["lastUpdated"]
+        for i, (tx_id, user, asset, memo_type, memo) in enumerate(made):
+            response = await net.api.get(f"/v1/transactions/{tx_id}")
+            assert response.status_code == 200
+            tx = response.json()
+            tag = TRANSFER_CASES[i][2]
+            assert tx["status"] == "COMPLETED" and tx["subStatus"] == ""
+            assert tx["externalTxId"] == f"p-{i}" and tx["operation"] == "TRANSFER"
+            assert tx["assetId"] == TRANSFER_CASES[i][1] and tx["amount"] == "12.5"
+            assert tx["amountInfo"] == {
+                "amount": "12.5",
+                "requestedAmount": "12.5",
+                "netAmount": "12.5",
+            }
+            assert tx["source"]["type"] == "VAULT_ACCOUNT" and tx["source"]["id"] == "0"
+            assert tx["destination"]["type"] == "ONE_TIME_ADDRESS"
+            assert tx["sourceAddress"] == SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
+            assert tx["destinationAddress"] == user
+            assert tx["destinationTag"] == (tag or "")
+            assert tx["note"] == "anchorpay payout"
+            assert tx["createdAt"] <= tx["lastUpdated"]
 
-        [op] = vault_payments(net)
-        assert op.successful and op.tx_hash == tx["txHash"]
-        assert op.details["to"] == user.public_key and op.details["amount"] == "12.5000000"
-        expected_asset = "native" if asset == "stellar:native" else "USDC"
-        assert op.details.get("asset_code", "native") == expected_asset
-        record = ledger_tx(net, tx["txHash"])
-        assert (record.memo_type, record.memo) == (memo_type, memo)
-        assert net.sandbox.ledger.balance(user.public_key, asset) == Decimal(
-            "100" if asset == "stellar:native" else "0"
-        ) + Decimal("12.5")
-        fee = Decimal("0.00001") if asset == "stellar:native" else Decimal(0)
-        assert net.fb.vault.balance(asset) == vault_before - Decimal("12.5") - fee
+            [op] = [op for op in vault_payments(net) if op.details["to"] == user]
+            assert op.successful and op.tx_hash == tx["txHash"]
+            assert op.details["amount"] == "12.5000000"
+            assert op.details.get("asset_code", "native") == (
+                "native" if asset == NATIVE else "USDC"
+            )
+            record = ledger_tx(net, tx["txHash"])
+            assert (record.memo_type, record.memo) == (memo_type, memo)
+            start = Decimal(100) if asset == NATIVE else Decimal(0)
+            assert net.sandbox.ledger.balance(user, asset) == start + Decimal("12.5")
+        assert len(vault_payments(net)) == len(TRANSFER_CASES)
+        fees = Decimal("0.00001") * len(TRANSFER_CASES)
+        assert net.fb.vault.balance(NATIVE) == vault_xlm - Decimal("12.5") * 4 - fees
+        assert net.fb.vault.balance(USDC) == vault_usdc - Decimal("12.5")
 
-        await wait_for(lambda: len(receiver.received) == 5)
-        events = receiver.events()
-        assert [e["data"]["status"] for e in events] == WALK
-        assert [e["eventType"] for e in events] == ["transaction.created"] + [
-            "transaction.status.updated"
-        ] * 4
-        assert all(e["resourceId"] == tx_id and e["workspaceId"] == "sandbox" for e in events)
-        assert events[3]["data"]["txHash"] == tx["txHash"]  # set from CONFIRMING on
-        assert events[2]["data"]["txHash"] == ""
+        await wait_for(lambda: len(receiver.received) == 5 * len(TRANSFER_CASES))
         keys = await jwks(net)
         for body, headers in receiver.received:
             verify_webhook(body, headers, keys)
+        events = receiver.events()
+        for tx_id, *_ in made:
+            mine = [e for e in events if e["resourceId"] == tx_id]
+            assert [e["data"]["status"] for e in mine] == WALK
+            assert [e["eventType"] for e in mine] == ["transaction.created"] + [
+                "transaction.status.updated"
+            ] * 4
+            assert all(e["workspaceId"] == "sandbox" and e["eventVersion"] == 1 for e in mine)
+            assert mine[2]["data"]["txHash"] == ""  # BROADCASTING
+            assert mine[3]["data"]["txHash"] == net.fb.transactions[tx_id].tx_hash != ""
 
 
 async def test_duplicate_external_tx_id_is_refused_and_pays_once(net: FireblocksNet) -> None:
@@ -214,9 +223,6 @@ async def test_transfers_made_together_all_pay_with_their_own_sequence_numbers(
 
 
 async def test_a_payment_the_ledger_refuses_fails_with_the_result_code(net: FireblocksNet) -> None:
-    nobody = net.sandbox.create_account().public_key[:-1]  # noqa: F841 (shape only)
-    from stellar_sdk import Keypair
-
     missing = Keypair.random().public_key  # no such account: op_no_destination
     tx_id = await create(net, transfer(missing))
     await net.wait_status(tx_id, "FAILED")
@@ -227,18 +233,28 @@ async def test_a_payment_the_ledger_refuses_fails_with_the_result_code(net: Fire
 
 
 @pytest.mark.parametrize(
-    ("sandbox_fault", "expected_submissions"),
+    ("sandbox_fault", "answers"),
     [
-        ({"kind": "delay_inclusion", "ledgers": 4}, 1),  # answered 504, lands later
-        ({"kind": "drop_next_submission"}, 2),  # lost: the same envelope is given again
+        # answered 504 while held out of the ledger: watched until it lands
+        ({"kind": "delay_inclusion", "ledgers": 4}, ["TimedOut"]),
+        # lost before the ledger saw it: the same envelope is given again
+        ({"kind": "drop_next_submission"}, ["TimedOut", "TxRecord"]),
     ],
 )
 async def test_a_submission_that_times_out_is_watched_and_never_replaced(
-    sandbox_fault: dict[str, Any], expected_submissions: int
+    sandbox_fault: dict[str, Any], answers: list[str]
 ) -> None:
     async with fireblocks_net(submit_timeout_s=0.08) as net:
-        sandbox_dev = httpx.AsyncClient(base_url=f"{net.base}/sandbox")
-        async with sandbox_dev:
+        submitted: list[tuple[str, str]] = []
+        real_submit = net.sandbox.submit
+
+        async def spy(xdr: str, timeout_s: float | None = None) -> Any:
+            answer = await real_submit(xdr, timeout_s)
+            submitted.append((xdr, type(answer).__name__))
+            return answer
+
+        net.sandbox.submit = spy  # type: ignore[method-assign]
+        async with httpx.AsyncClient(base_url=f"{net.base}/sandbox") as sandbox_dev:
             assert (await sandbox_dev.post("/faults", json=sandbox_fault)).status_code == 204
         user = net.sandbox.create_account()
         tx_id = await create(net, transfer(user.public_key))
@@ -246,9 +262,11 @@ async def test_a_submission_that_times_out_is_watched_and_never_replaced(
         assert net.fb.transactions[tx_id].status == "COMPLETED"
         [op] = vault_payments(net)
         assert op.tx_hash == net.fb.transactions[tx_id].tx_hash
+        assert [kind for _, kind in submitted] == answers
+        assert len({xdr for xdr, _ in submitted}) == 1
 
 
-# --- create-time validation ---------------------------------------------------------------------
+# --- create-time validation -------------------------------------------------------------------
 
 
 def _without(body: dict[str, Any], key: str) -> dict[str, Any]:
@@ -259,58 +277,48 @@ G = SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
 BASE = transfer(G)
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ([], "The request body must be a JSON object"),
-        (BASE | {"operation": "BURN"}, "operation must be TRANSFER"),
-        (BASE | {"assetId": "BTC"}, "assetId must be one of: USDC_XLM, XLM"),
-        (
-            BASE | {"amount": "0"},
-            "amount must be a positive decimal string with at most 7 decimals",
-        ),
-        (
-            BASE | {"amount": "-1"},
-            "amount must be a positive decimal string with at most 7 decimals",
-        ),
-        (
-            BASE | {"amount": "abc"},
-            "amount must be a positive decimal string with at most 7 decimals",
-        ),
-        (BASE | {"amount": 5}, "amount must be a positive decimal string with at most 7 decimals"),
-        (
-            BASE | {"amount": "1.00000001"},
-            "amount must be a positive decimal string with at most 7 decimals",
-        ),
-        (
-            BASE | {"source": {"type": "VAULT_ACCOUNT", "id": "9"}},
-            'source must be {"type": "VAULT_ACCOUNT", "id": "0"}',
-        ),
-        (_without(BASE, "destination"), "destination must be a JSON object"),
-        (
-            transfer("GNOTANACCOUNT"),
-            "destination.oneTimeAddress.address must be a Stellar account id (G…)",
-        ),
-        (
-            transfer(G, tag="x" * 29),
-            "destination.oneTimeAddress.tag must be a memo id (a uint64) or a memo text of at "
-            "most 28 bytes",
-        ),
-        (
-            transfer(G, tag="9" * 29),  # too big for an id, too long for a text
-            "destination.oneTimeAddress.tag must be a memo id (a uint64) or a memo text of at "
-            "most 28 bytes",
-        ),
-        (BASE | {"externalTxId": ""}, "externalTxId must be a non-empty string"),
-        (BASE | {"note": 3}, "note must be a string"),
-    ],
+AMOUNT = "amount must be a positive decimal string with at most 7 decimals"
+TAG = (
+    "destination.oneTimeAddress.tag must be a memo id (a uint64) or a memo text of at most 28 bytes"
 )
-async def test_bad_create_bodies_are_refused_with_the_field(
-    net: FireblocksNet, body: Any, message: str
-) -> None:
-    response = await net.api.request("POST", "/v1/transactions", body)
-    assert response.status_code == 400
-    assert response.json() == {"message": message, "code": 1000}
+BAD_BODIES: list[tuple[Any, str]] = [
+    ([], "The request body must be a JSON object"),
+    (BASE | {"operation": "BURN"}, "operation must be TRANSFER"),
+    (BASE | {"assetId": "BTC"}, "assetId must be one of: USDC_XLM, XLM"),
+    (_without(BASE, "assetId"), "assetId must be one of: USDC_XLM, XLM"),
+    (BASE | {"amount": "0"}, AMOUNT),
+    (BASE | {"amount": "-1"}, AMOUNT),
+    (BASE | {"amount": "abc"}, AMOUNT),
+    (BASE | {"amount": "NaN"}, AMOUNT),
+    (BASE | {"amount": 5}, AMOUNT),  # a JSON number, never sent by the contract
+    (BASE | {"amount": "1.00000001"}, AMOUNT),
+    (
+        BASE | {"source": {"type": "VAULT_ACCOUNT", "id": "9"}},
+        'source must be {"type": "VAULT_ACCOUNT", "id": "0"}',
+    ),
+    (_without(BASE, "destination"), "destination must be a JSON object"),
+    (
+        BASE | {"destination": {"type": "VAULT_ACCOUNT"}},
+        "destination.type must be ONE_TIME_ADDRESS",
+    ),
+    (
+        transfer("GNOTANACCOUNT"),
+        "destination.oneTimeAddress.address must be a Stellar account id (G…)",
+    ),
+    (transfer(G, tag="x" * 29), TAG),
+    (transfer(G, tag="9" * 29), TAG),  # too big for an id, too long for a text
+    (transfer(G) | {"externalTxId": ""}, "externalTxId must be a non-empty string"),
+    (BASE | {"note": 3}, "note must be a string"),
+]
+
+
+async def test_bad_create_bodies_are_refused_with_the_field(net: FireblocksNet) -> None:
+    for body, message in BAD_BODIES:
+        response = await net.api.request("POST", "/v1/transactions", body)
+        assert (response.status_code, response.json()) == (400, {"message": message, "code": 1000})
+    bad_json = signed_headers("POST", "/v1/transactions", b"{")
+    response = await net.api.client.post("/v1/transactions", content=b"{", headers=bad_json)
+    assert response.json() == {"message": "The request body must be valid JSON", "code": 1000}
     assert net.fb.transactions == {}
 
 
@@ -322,7 +330,7 @@ async def test_external_tx_id_is_optional(net: FireblocksNet) -> None:
     assert net.fb.transactions[first].to_json()["externalTxId"] is None
 
 
-# --- authentication ------------------------------------------------------------------------------
+# --- authentication ---------------------------------------------------------------------------
 
 OTHER_KEY_PEM = (
     rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -333,9 +341,10 @@ OTHER_KEY_PEM = (
 )
 
 
-@pytest.mark.parametrize(
-    ("jwt_options", "headers", "reason"),
-    [
+def bad_jwts() -> list[tuple[dict[str, Any], dict[str, str], str]]:
+    """(request_jwt options, headers replacing the signed ones, the reason refused)."""
+    now = time.time()
+    return [
         (
             {"private_pem": OTHER_KEY_PEM},
             {},
@@ -351,28 +360,36 @@ OTHER_KEY_PEM = (
             {},
             "JWT uri does not match the request path and query",
         ),
+        (
+            {"signed_uri": "/sandbox/fireblocks/v1/transactions"},
+            {},
+            "JWT uri does not match the request path and query",
+        ),
         ({"bodyHash": "0" * 64}, {}, "JWT bodyHash does not match the request body"),
-        ({"now": time.time() - 60}, {}, "JWT has expired"),
+        ({"now": now - 60}, {}, "JWT has expired"),
         ({"lifetime_s": 31}, {}, "JWT exp is more than 30 seconds after iat"),
-        ({"now": time.time() + 120}, {}, "JWT iat is in the future"),
+        ({"now": now + 120}, {}, "JWT iat is in the future"),
         ({"sub": "someone-else"}, {}, "JWT sub does not match the API key"),
         ({"api_key": "no-such-key"}, {}, "unknown API key"),
         ({"bodyHash": None}, {}, "JWT has no bodyHash claim"),
+        ({"uri": None}, {}, "JWT has no uri claim"),
         ({}, {"Authorization": ""}, "missing Bearer JWT in the Authorization header"),
+        ({}, {"Authorization": "Basic abc"}, "missing Bearer JWT in the Authorization header"),
         ({}, {"Authorization": "Bearer not-a-jwt"}, "malformed JWT"),
         ({}, {"X-API-Key": ""}, "missing X-API-Key header"),
-    ],
-)
-async def test_requests_with_a_bad_jwt_are_refused(
-    net: FireblocksNet, jwt_options: dict[str, Any], headers: dict[str, str], reason: str
-) -> None:
+    ]
+
+
+async def test_requests_with_a_bad_jwt_are_refused_and_create_nothing(net: FireblocksNet) -> None:
     user = net.sandbox.create_account()
-    response = await net.api.post(
-        "/v1/transactions", transfer(user.public_key), headers=headers, **jwt_options
-    )
-    assert response.status_code == 401
-    assert response.json() == {"message": f"Unauthorized: {reason}", "code": -7}
+    for jwt_options, headers, reason in bad_jwts():
+        response = await net.api.post(
+            "/v1/transactions", transfer(user.public_key), headers=headers, **jwt_options
+        )
+        assert response.status_code == 401, reason
+        assert response.json() == {"message": f"Unauthorized: {reason}", "code": -7}
     assert net.fb.transactions == {}
+    assert net.fb.counters["POST /v1/transactions"] == len(bad_jwts())
 
 
 async def test_an_hs256_jwt_and_a_wrong_query_are_refused(net: FireblocksNet) -> None:
@@ -382,9 +399,7 @@ async def test_an_hs256_jwt_and_a_wrong_query_are_refused(net: FireblocksNet) ->
     assert response.json()["message"] == (
         "Unauthorized: JWT uri does not match the request path and query"
     )
-    import jwt as pyjwt
-
-    token = pyjwt.encode({"uri": "/v1/transactions"}, "secret" * 6, algorithm="HS256")
+    token = jwt.encode({"uri": "/v1/transactions"}, "secret" * 6, algorithm="HS256")
     headers = {"X-API-Key": SANDBOX_FIREBLOCKS_API_KEY, "Authorization": f"Bearer {token}"}
     response = await net.api.client.get("/v1/transactions", headers=headers)
     assert response.status_code == 401
@@ -415,7 +430,7 @@ async def test_an_api_key_registered_through_the_dev_route_works(net: Fireblocks
     assert bad.json() == {"error": "The field 'public_key_pem' must be an RSA public key in PEM."}
 
 
-# --- faults ----------------------------------------------------------------------------------------
+# --- faults -----------------------------------------------------------------------------------
 
 
 async def test_unavailable_after_create_creates_then_answers_503(net: FireblocksNet) -> None:
@@ -449,7 +464,7 @@ async def test_slow_answer_creates_while_the_client_gives_up(net: FireblocksNet)
     await fault(net, kind="slow_answer", delay_s=0.5)
     user = net.sandbox.create_account()
     with pytest.raises(httpx.ReadTimeout):
-        await net.api.post("/v1/transactions", transfer(user.public_key), timeout=0.1)
+        await net.api.post("/v1/transactions", transfer(user.public_key), timeout_s=0.1)
     [tx] = net.fb.transactions.values()
     await net.wait_status(tx.id, "COMPLETED")
     assert len(vault_payments(net)) == 1
@@ -519,7 +534,7 @@ async def test_faults_are_shown_and_cleared(net: FireblocksNet) -> None:
     assert state["faults"]["rate_limited"] == 0 and state["faults"]["slow_answer"] == []
 
 
-# --- incoming payments ------------------------------------------------------------------------------
+# --- incoming payments ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -559,7 +574,7 @@ async def test_a_payment_into_the_vault_becomes_a_completed_incoming_transaction
     ]
 
 
-# --- vault and deposit addresses ---------------------------------------------------------------------
+# --- vault and deposit addresses --------------------------------------------------------------
 
 
 async def test_deposit_addresses_are_the_vault_with_fresh_tags(net: FireblocksNet) -> None:
@@ -617,7 +632,7 @@ async def test_vault_balances_are_the_ledger_balances(net: FireblocksNet) -> Non
     assert (await net.api.get("/v1/vault/accounts/0/BTC")).json()["code"] == 11002
 
 
-# --- reads -------------------------------------------------------------------------------------------
+# --- reads ------------------------------------------------------------------------------------
 
 
 async def test_listing_pages_by_created_at_and_filters_by_status(net: FireblocksNet) -> None:
@@ -651,7 +666,7 @@ async def test_listing_pages_by_created_at_and_filters_by_status(net: Fireblocks
     assert len(state["transactions"]) == 3 and state["vault_address"] == net.vault
 
 
-# --- webhooks ----------------------------------------------------------------------------------------
+# --- webhooks ---------------------------------------------------------------------------------
 
 
 async def test_webhooks_are_retried_until_delivered_in_order() -> None:
@@ -734,7 +749,7 @@ async def test_bad_settings_are_refused(net: FireblocksNet) -> None:
     assert response.json() == {"error": "The field 'webhook_url' must be an http(s) URL or null."}
 
 
-# --- mounting ------------------------------------------------------------------------------------------
+# --- mounting ---------------------------------------------------------------------------------
 
 
 async def test_the_sandbox_app_without_fireblocks_is_unchanged() -> None:

@@ -46,6 +46,7 @@ from anchorpay.adapters.stellar_signer import stellar_amount
 
 log = logging.getLogger("anchorpay.fireblocks")
 
+
 class FireblocksAdapter:
     def __init__(
         self, config: FireblocksConfig, client: FireblocksClient, ledger: LedgerClient

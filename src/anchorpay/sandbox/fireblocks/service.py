@@ -32,7 +32,11 @@ from anchorpay.sandbox.fireblocks.faults import FireblocksFaults
 from anchorpay.sandbox.fireblocks.model import STATUSES, ApiError, FbTransaction, decimal_str
 from anchorpay.sandbox.fireblocks.transfer import TransferRequest, parse_transfer, tag_memo
 from anchorpay.sandbox.fireblocks.vault import IncomingPayment, VaultAccount
-from anchorpay.sandbox.fireblocks.webhooks import WebhookOutbox, WebhookSigner
+from anchorpay.sandbox.fireblocks.webhooks import (
+    WebhookOutbox,
+    WebhookSigner,
+    load_private_key,
+)
 from anchorpay.sandbox.network import Sandbox
 from anchorpay.sandbox.state import Rejected, TxRecord
 
@@ -41,17 +45,6 @@ log = logging.getLogger("anchorpay.sandbox.fireblocks")
 VAULT_NAME = "anchorpay sandbox vault"
 IDEMPOTENCY_S = 24 * 3600
 MAX_LIST_LIMIT = 500
-
-
-def _public_key_of(private_pem: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 class FireblocksSandbox:
@@ -80,10 +73,8 @@ class FireblocksSandbox:
         self.faults = FireblocksFaults()
         self.signer = WebhookSigner(webhook_private_pem, webhook_kid)
         self.outbox = WebhookOutbox(self.signer, self.faults, lambda: self.webhook_url)
-        self.api_keys: dict[str, RSAPublicKey] = {}
-        self.register_api_key(
-            SANDBOX_FIREBLOCKS_API_KEY, _public_key_of(SANDBOX_FIREBLOCKS_API_SECRET_PEM)
-        )
+        api_user = load_private_key(SANDBOX_FIREBLOCKS_API_SECRET_PEM)
+        self.api_keys: dict[str, RSAPublicKey] = {SANDBOX_FIREBLOCKS_API_KEY: api_user.public_key()}
         self.transactions: dict[str, FbTransaction] = {}  # creation order
         self.by_external_id: dict[str, FbTransaction] = {}
         self.deposit_tags: dict[str, str] = {}  # tag → description

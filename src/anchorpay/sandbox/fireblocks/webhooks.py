@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -44,13 +45,21 @@ def _int_b64url(value: int) -> str:
     return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
+@functools.lru_cache(maxsize=16)
+def load_private_key(pem: str | bytes) -> RSAPrivateKey:
+    """An RSA private key from PEM (cached: loading checks the key, which is slow);
+    ValueError for anything else."""
+    key = serialization.load_pem_private_key(
+        pem.encode() if isinstance(pem, str) else pem, password=None
+    )
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("not an RSA private key")
+    return key
+
+
 class WebhookSigner:
     def __init__(self, private_pem: str | bytes, kid: str) -> None:
-        pem = private_pem.encode() if isinstance(private_pem, str) else private_pem
-        key = serialization.load_pem_private_key(pem, password=None)
-        if not isinstance(key, RSAPrivateKey):
-            raise ValueError("the webhook signing key must be an RSA private key")
-        self._key, self.kid = key, kid
+        self._key, self.kid = load_private_key(private_pem), kid
 
     def _sign(self, data: bytes) -> bytes:
         return self._key.sign(data, padding.PKCS1v15(), hashes.SHA512())
@@ -69,15 +78,6 @@ class WebhookSigner:
         numbers = self._key.public_key().public_numbers()
         key = {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS512"}
         return {"keys": [key | {"n": _int_b64url(numbers.n), "e": _int_b64url(numbers.e)}]}
-
-    def public_pem(self) -> str:
-        return (
-            self._key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
 
 
 @dataclass(slots=True)

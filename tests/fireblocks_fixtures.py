@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -20,7 +21,11 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
+from cryptography.hazmat.primitives.asymmetric.rsa import (
+    RSAPrivateKey,
+    RSAPublicKey,
+    RSAPublicNumbers,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,8 +74,18 @@ def request_jwt(
     }
     payload.update(claims)  # positional-only parameters above: `uri` may be a claim here
     payload = {k: v for k, v in payload.items() if v is not None}
-    key = private_pem.encode() if isinstance(private_pem, str) else private_pem
+    key = private_pem if algorithm != "RS256" else _private_key(private_pem)
     return jwt.encode(payload, key, algorithm=algorithm)
+
+
+@functools.lru_cache(maxsize=16)
+def _private_key(pem: str | bytes) -> RSAPrivateKey:
+    """Loaded once per PEM: loading checks the key, which takes tens of milliseconds."""
+    key = serialization.load_pem_private_key(
+        pem.encode() if isinstance(pem, str) else pem, password=None
+    )
+    assert isinstance(key, RSAPrivateKey)
+    return key
 
 
 def signed_headers(

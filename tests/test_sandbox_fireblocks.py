@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -15,9 +16,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from stellar_sdk import Asset, Keypair
 
-from anchorpay.sandbox.app import Sandbox, create_sandbox_app
+from anchorpay.sandbox.app import Sandbox, create_sandbox_app, sandbox_routes
 from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_API_KEY,
     SANDBOX_FIREBLOCKS_VAULT_ACCOUNT,
@@ -27,6 +30,7 @@ from anchorpay.sandbox.fireblocks.service import FireblocksSandbox
 from anchorpay.sandbox.state import NATIVE, OpRecord, TxRecord
 from fireblocks_fixtures import (
     ASSET_MAPPING,
+    FireblocksApi,
     FireblocksNet,
     WebhookReceiver,
     compact,
@@ -92,7 +96,7 @@ async def jwks(net: FireblocksNet) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def net() -> Any:
+async def net() -> AsyncIterator[FireblocksNet]:
     async with fireblocks_net() as net:
         yield net
 
@@ -502,26 +506,28 @@ async def test_fail_on_chain_pays_nothing(net: FireblocksNet) -> None:
     await net.wait_status(second, "COMPLETED")
 
 
-@pytest.mark.parametrize(
-    ("body", "error"),
-    [
-        (
-            {"kind": "nope"},
-            "The fault kind must be one of: unavailable_after_create, rate_limited, "
-            "slow_answer, reject_by_policy, fail_on_chain, drop_webhooks.",
-        ),
-        (
-            {"kind": "rate_limited", "count": 0},
-            "The field 'count' must be an integer from 1 to 1000.",
-        ),
-        ({"kind": "slow_answer"}, "The field 'delay_s' must be a number of seconds from 0 to 60."),
-        ([1], "The body must be a JSON object."),
-    ],
-)
-async def test_bad_fault_bodies_are_refused(net: FireblocksNet, body: Any, error: str) -> None:
-    response = await net.dev.post("/faults", json=body)
-    assert response.status_code == 400
-    assert response.json() == {"error": error}
+BAD_FAULTS: list[tuple[Any, str]] = [
+    (
+        {"kind": "nope"},
+        "The fault kind must be one of: unavailable_after_create, rate_limited, slow_answer, "
+        "reject_by_policy, fail_on_chain, drop_webhooks.",
+    ),
+    ({"kind": "rate_limited", "count": 0}, "The field 'count' must be an integer from 1 to 1000."),
+    ({"kind": "slow_answer"}, "The field 'delay_s' must be a number of seconds from 0 to 60."),
+    (
+        {"kind": "slow_answer", "delay_s": 61},
+        "The field 'delay_s' must be a number of seconds from 0 to 60.",
+    ),
+    ([1], "The body must be a JSON object."),
+]
+
+
+async def test_bad_fault_bodies_are_refused(net: FireblocksNet) -> None:
+    for body, error in BAD_FAULTS:
+        response = await net.dev.post("/faults", json=body)
+        assert (response.status_code, response.json()) == (400, {"error": error})
+    response = await net.dev.post("/faults", content=b"{")
+    assert response.json() == {"error": "The body must be valid JSON."}
 
 
 async def test_faults_are_shown_and_cleared(net: FireblocksNet) -> None:
@@ -537,41 +543,52 @@ async def test_faults_are_shown_and_cleared(net: FireblocksNet) -> None:
 # --- incoming payments ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("memo", "tag"),
-    [({"memo_text": "dep-42"}, "dep-42"), ({"memo_id": 123456789}, "123456789"), ({}, "")],
-)
-async def test_a_payment_into_the_vault_becomes_a_completed_incoming_transaction(
-    net: FireblocksNet, memo: dict[str, Any], tag: str
+async def test_payments_into_the_vault_become_completed_incoming_transactions(
+    net: FireblocksNet,
 ) -> None:
-    user = net.sandbox.create_account(trust=(USDC,))
-    net.sandbox.ledger.add_trustline(user.public_key, USDC, balance=Decimal(50))
     usdc = Asset("USDC", USDC_ISSUER)
-    answer = await net.sandbox.submit(
-        payment(net.sandbox, user, net.vault, "7.25", usdc, **memo)  # type: ignore[arg-type]
-    )
-    assert isinstance(answer, TxRecord) and answer.successful
-    await wait_for(lambda: len(net.fb.transactions) == 1)
-    [tx] = net.fb.transactions.values()
-    await net.wait_status(tx.id, "COMPLETED")
-    got = (await net.api.get(f"/v1/transactions/{tx.id}")).json()
-    assert got["status"] == "COMPLETED"
-    assert got["source"]["type"] == "UNKNOWN"
-    assert got["destination"] == {
-        "type": "VAULT_ACCOUNT",
-        "id": SANDBOX_FIREBLOCKS_VAULT_ID,
-        "name": "anchorpay sandbox vault",
-    }
-    assert got["sourceAddress"] == user.public_key
-    assert got["destinationAddress"] == net.vault
-    assert got["destinationTag"] == tag
-    assert got["txHash"] == answer.hash
-    assert (got["assetId"], got["amount"], got["externalTxId"]) == ("USDC_XLM", "7.25", None)
-    assert [e.status for e in net.fb.outbox.events] == ["CONFIRMING", "COMPLETED"]
-    assert [e.event_type for e in net.fb.outbox.events] == [
-        "transaction.created",
-        "transaction.status.updated",
+    cases: list[tuple[dict[str, Any], str, Asset | None, str]] = [
+        ({"memo_text": "dep-42"}, "dep-42", usdc, "USDC_XLM"),
+        ({"memo_id": 123456789}, "123456789", None, "XLM"),
+        ({}, "", usdc, "USDC_XLM"),
     ]
+    paid = {}
+    for memo, tag, asset, fb_asset in cases:
+        user = net.sandbox.create_account(trust=(USDC,))
+        net.sandbox.ledger.add_trustline(user.public_key, USDC, balance=Decimal(50))
+        xdr = payment(net.sandbox, user, net.vault, "7.25", asset, **memo)
+        answer = await net.sandbox.submit(xdr)
+        assert isinstance(answer, TxRecord) and answer.successful
+        paid[answer.hash] = (user.public_key, tag, fb_asset)
+    await wait_for(lambda: len(net.fb.transactions) == len(cases))
+    for tx in list(net.fb.transactions.values()):
+        await net.wait_status(tx.id, "COMPLETED")
+    for tx in net.fb.transactions.values():
+        got = (await net.api.get(f"/v1/transactions/{tx.id}")).json()
+        payer, tag, fb_asset = paid[got["txHash"]]
+        assert got["status"] == "COMPLETED" and got["subStatus"] == ""
+        assert got["source"]["type"] == "UNKNOWN"
+        assert got["destination"] == {
+            "type": "VAULT_ACCOUNT",
+            "id": SANDBOX_FIREBLOCKS_VAULT_ID,
+            "name": "anchorpay sandbox vault",
+        }
+        assert (got["sourceAddress"], got["destinationAddress"]) == (payer, net.vault)
+        assert got["destinationTag"] == tag
+        assert (got["assetId"], got["amount"], got["externalTxId"]) == (fb_asset, "7.25", None)
+        mine = [e for e in net.fb.outbox.events if e.resource_id == tx.id]
+        assert [(e.event_type, e.status) for e in mine] == [
+            ("transaction.created", "CONFIRMING"),
+            ("transaction.status.updated", "COMPLETED"),
+        ]
+
+
+async def test_the_vaults_own_transfers_are_not_incoming(net: FireblocksNet) -> None:
+    user = net.sandbox.create_account()
+    tx_id = await create(net, transfer(user.public_key))
+    await net.wait_status(tx_id, "COMPLETED")
+    await asyncio.sleep(0.1)  # a few more ledger scans
+    assert list(net.fb.transactions) == [tx_id]
 
 
 # --- vault and deposit addresses --------------------------------------------------------------
@@ -778,3 +795,30 @@ async def test_a_body_hash_covers_the_exact_bytes(net: FireblocksNet) -> None:
     assert response.status_code == 401
     response = await net.api.client.post("/v1/transactions", content=compact(body), headers=headers)
     assert response.status_code == 200
+
+
+async def test_mounted_deeper_the_jwt_uri_stays_relative_to_the_base_url() -> None:
+    """sandbox_routes(sandbox, fireblocks) inside another app (as anchorpay's app mounts it):
+    the `uri` claim is the path after the Fireblocks mount, wherever that is."""
+    sandbox = Sandbox(assets=ASSETS, ledger_close_s=0.05)
+    fb = FireblocksSandbox(sandbox, ASSET_MAPPING, step_s=0.02)
+    app = Starlette(
+        routes=[Mount("/outer", routes=[Mount("/sandbox", routes=sandbox_routes(sandbox, fb))])]
+    )
+    await sandbox.start()
+    await fb.start()
+    try:
+        async with (
+            serve(app) as base,
+            httpx.AsyncClient(base_url=f"{base}/outer/sandbox/fireblocks") as client,
+        ):
+            api = FireblocksApi(client)
+            user = sandbox.create_account()
+            response = await api.post("/v1/transactions", transfer(user.public_key))
+            assert response.status_code == 200, response.text
+            await wait_for(lambda: fb.transactions[response.json()["id"]].status == "COMPLETED")
+            assert (await api.get("/v1/transactions/external_tx_id/payout-1")).status_code == 200
+            assert (await client.get("/state")).json()["counters"]["POST /v1/transactions"] == 1
+    finally:
+        await fb.stop()
+        await sandbox.stop()

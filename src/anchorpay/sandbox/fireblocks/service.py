@@ -151,9 +151,9 @@ class FireblocksSandbox:
         )
         self._add(tx)
         if self.faults.take("reject_by_policy"):
-            self._spawn(self._walk_rejected(tx))
+            self._spawn(tx, self._walk_rejected(tx))
         else:
-            self._spawn(self._walk_transfer(tx, fail=self.faults.take("fail_on_chain")))
+            self._spawn(tx, self._walk_transfer(tx, fail=self.faults.take("fail_on_chain")))
         return tx
 
     def _add(self, tx: FbTransaction) -> None:
@@ -214,7 +214,7 @@ class FireblocksSandbox:
                 log.info("sandbox fireblocks: ignored a payment of unmapped %s", payment.asset_id)
                 continue
             tx = self._new_incoming(payment, fb_asset)
-            self._spawn(self._complete_incoming(tx))
+            self._spawn(tx, self._complete_incoming(tx))
             made.append(tx)
         return made
 
@@ -346,18 +346,19 @@ class FireblocksSandbox:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guard(work))
+    def _spawn(self, tx: FbTransaction, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guard(tx, work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _guard(self, tx: FbTransaction, work: Coroutine[Any, Any, None]) -> None:
+        """A walk that breaks ends the transaction FAILED rather than leaving it hanging."""
         try:
             await work
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sandbox fireblocks: a transaction's walk failed")
+        except Exception as exc:
+            log.exception("sandbox fireblocks: the walk of transaction %s failed", tx.id)
+            if not tx.final:
+                self._set(tx, "FAILED", "INTERNAL_ERROR", note=f"sandbox error: {exc!r}")
 
     async def start(self) -> None:
         """Watch the ledger for payments into the vault and deliver webhooks."""

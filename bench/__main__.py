@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import machine_bench, rpc_bench, trustline_bench
+from bench import fireblocks_bench, machine_bench, rpc_bench, trustline_bench
 
 
 def main() -> None:
     machine_bench.main()
     asyncio.run(rpc_bench.main())
     asyncio.run(trustline_bench.main())
+    asyncio.run(fireblocks_bench.main())
 
 
 if __name__ == "__main__":

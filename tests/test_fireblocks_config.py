@@ -189,3 +189,29 @@ def test_the_server_refuses_to_start_with_a_bad_mapping(tmp_path: Path) -> None:
         f"anchorpay: custody file {custody}: [fireblocks.asset_mappings] has no Fireblocks "
         f"asset id for {USDC}\n"
     )
+
+
+def test_the_worker_refuses_to_start_without_credentials(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "STELLAR_NETWORK": "testnet",
+        "CUSTODY_TYPE": "fireblocks",
+        "FIREBLOCKS_API_KEY": "k",
+        "FIREBLOCKS_VAULT_ACCOUNT_ID": "0",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db",
+        "ANCHORPAY_CONFIG_DIR": str(CONFIG_DIR),
+        "ASSETS_FILE": str(CONFIG_DIR / "assets.toml"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "anchorpay.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "anchorpay: FIREBLOCKS_SECRET_KEY_FILE is required when CUSTODY_TYPE=fireblocks\n"
+    )
+    assert not (tmp_path / "a.db").exists()  # refused before touching anything

@@ -149,7 +149,11 @@ async def _run_worker(settings: Settings) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logging(settings)
-    settings.load_assets()
+    assets = settings.load_assets()
+    if settings.effective_custody_type == "fireblocks":  # one line now, not a failed start
+        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+
+        load_fireblocks_config(settings, assets)
     asyncio.run(_run_worker(settings))
     return 0
 

@@ -6,22 +6,11 @@ Every function works inside the caller's database transaction; none commits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.store.db import insert_once
 from anchorpay.store.fireblocks_tables import FireblocksEventRow, FireblocksIncomingRow
-
-
-async def _insert_once(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING: True when this call inserted the row. A conflict does
-    not abort the database transaction (unlike catching IntegrityError on PostgreSQL)."""
-    conn = await session.connection()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    result = await conn.execute(statement)
-    return bool(result.rowcount == 1)
 
 
 async def record_event(
@@ -34,7 +23,7 @@ async def record_event(
     now: datetime,
 ) -> bool:
     """Record a webhook event id; False when it was already recorded (a replay)."""
-    return await _insert_once(
+    return await insert_once(
         session,
         FireblocksEventRow.__table__,  # type: ignore[attr-defined]
         {
@@ -62,7 +51,7 @@ async def record_incoming(
 ) -> bool:
     """Record the decision on an incoming transfer; False when another writer recorded it
     first (the caller's database transaction must then roll back its effects)."""
-    return await _insert_once(
+    return await insert_once(
         session,
         FireblocksIncomingRow.__table__,  # type: ignore[attr-defined]
         {

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from anchorpay.adapters.ledger import ObservedPayment
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
+from anchorpay.store.db import insert_once
 from anchorpay.store.observer_tables import (
     ObserverCursorRow,
     ObserverStateRow,
@@ -271,10 +272,18 @@ async def get_state(session: AsyncSession) -> ObserverStateRow | None:
     return await session.get(ObserverStateRow, 1)
 
 
+async def _state_row(session: AsyncSession) -> ObserverStateRow:
+    """The one state row, created if missing: two workers' observers may both be first."""
+    await insert_once(session, ObserverStateRow.__table__, {"id": 1})  # type: ignore[attr-defined]
+    row = await session.get(ObserverStateRow, 1, populate_existing=True)
+    assert row is not None
+    return row
+
+
 async def save_caught_up(
     session: AsyncSession, ledger: int, ledger_closed_at: datetime | None, now: datetime
 ) -> None:
-    row = await session.get(ObserverStateRow, 1) or ObserverStateRow(id=1)
+    row = await _state_row(session)
     row.last_ledger = ledger
     row.last_ledger_closed_at = ledger_closed_at
     row.caught_up_at = now
@@ -285,7 +294,7 @@ async def save_caught_up(
 
 
 async def save_error(session: AsyncSession, error: str, now: datetime) -> None:
-    row = await session.get(ObserverStateRow, 1) or ObserverStateRow(id=1)
+    row = await _state_row(session)
     row.last_error = error[:500]
     row.last_error_at = now
     session.add(row)

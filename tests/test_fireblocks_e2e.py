@@ -35,8 +35,10 @@ async def completed_once(env: Env, tx_id: str, account: str) -> dict[str, object
     return payout
 
 
-async def test_deposit_pays_through_fireblocks_once_and_completes(tmp_path: Path) -> None:
-    async with fireblocks_app(tmp_path) as env:
+async def test_deposit_pays_through_fireblocks_once_and_completes(
+    tmp_path: Path, db_url: str
+) -> None:
+    async with fireblocks_app(tmp_path, database_url=db_url) as env:
         user = await env.account()
         tx_id = await funded_deposit(env, user.public_key, memo=("42", "id"))
         await env.ok("do_stellar_payment", {"transaction_id": tx_id})
@@ -64,9 +66,12 @@ async def test_hash_memo_is_refused_at_do_stellar_payment(tmp_path: Path) -> Non
 
 
 async def test_custody_withdrawal_is_credited_then_refunded_partly_and_fully(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
-    async with fireblocks_app(tmp_path, deposit_info_generator="custody") as env:
+    """On SQLite and PostgreSQL: the deposit address, the incoming transfer, two refunds."""
+    async with fireblocks_app(
+        tmp_path, deposit_info_generator="custody", database_url=db_url
+    ) as env:
         user = await env.account()
         await give_usdc(env, user, "10")
         created = await env.client.post(
@@ -200,8 +205,10 @@ async def replay(env: Env, events: list[dict[str, object]]) -> list[int]:
     return codes
 
 
-async def test_webhooks_replayed_and_out_of_order_change_nothing(tmp_path: Path) -> None:
-    async with fireblocks_app(tmp_path) as env:
+async def test_webhooks_replayed_and_out_of_order_change_nothing(
+    tmp_path: Path, db_url: str
+) -> None:
+    async with fireblocks_app(tmp_path, database_url=db_url) as env:
         user = await env.account()
         tx_id = await funded_deposit(env, user.public_key)
         await env.ok("do_stellar_payment", {"transaction_id": tx_id})

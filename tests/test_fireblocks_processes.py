@@ -164,7 +164,22 @@ def test_custody_check_fails_clearly_with_a_wrong_key(tmp_path: Path, fb_sandbox
     lines = done.stdout.splitlines()
     (vault_line,) = [line for line in lines if line.startswith("credentials and vault")]
     assert "FAILED" in vault_line and "HTTP 401" in vault_line
-    assert lines[-1] == "verdict: NOT USABLE (credentials and vault failed)"
+    assert lines[-1] == (
+        f"verdict: NOT USABLE (failed: credentials and vault, stellar:native, {USDC})"
+    )
+    (native,) = [line for line in lines if line.startswith("stellar:native")]
+    assert native.split()[1:] == [
+        "FAILED",
+        "XLM:",
+        "not",
+        "checked",
+        "(the",
+        "vault",
+        "could",
+        "not",
+        "be",
+        "read)",
+    ]
     assert "BEGIN" not in done.stdout  # no key material is printed
 
 

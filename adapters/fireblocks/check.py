@@ -46,7 +46,7 @@ class Report:
         out.append("")
         failed = [line.check for line in self.lines if not line.ok]
         if failed:
-            out.append(f"verdict: NOT USABLE ({', '.join(failed)} failed)")
+            out.append(f"verdict: NOT USABLE (failed: {', '.join(failed)})")
         else:
             out.append("verdict: USABLE")
         return "\n".join(out)
@@ -57,15 +57,16 @@ async def run_check(config: FireblocksConfig, client: FireblocksClient) -> Repor
         f"Fireblocks custody check: {config.base_url}, vault account {config.vault_account_id}"
     )
     vault = await _vault(config, client, report)
-    if vault is not None:
-        held = {asset.id: asset for asset in vault.assets}
-        for stellar, fb_id in config.asset_ids.items():
-            asset = held.get(fb_id)
-            if asset is None:
-                report.add(stellar, False, f"{fb_id}: not in the vault account")
-            else:
-                balance = f"{fb_id}: balance {asset.total}, available {asset.available}"
-                report.add(stellar, True, balance)
+    held = {asset.id: asset for asset in vault.assets} if vault is not None else {}
+    for stellar, fb_id in config.asset_ids.items():
+        asset = held.get(fb_id)
+        if vault is None:
+            report.add(stellar, False, f"{fb_id}: not checked (the vault could not be read)")
+        elif asset is None:
+            report.add(stellar, False, f"{fb_id}: not in the vault account")
+        else:
+            balance = f"{fb_id}: balance {asset.total}, available {asset.available}"
+            report.add(stellar, True, balance)
     await _webhook_keys(config, report)
     return report
 

@@ -235,11 +235,13 @@ class PayoutProcessor:
                 note=note,
             )
             await self._start(row)
-        elif row.attempts >= self.settings.payout_max_attempts:
+        elif row.attempts >= self.settings.payout_max_attempts and row.valid_until is not None:
             # No more resubmissions; wait for the material to resolve (its bound passes).
             await self._retry(row, row.last_error or found.detail, count=False)
         else:
-            # Resending the same material is always safe: it can apply at most once.
+            # Resending the same material is always safe: it can apply at most once. Material
+            # without a bound (Fireblocks' externalTxId) never resolves by itself, so it is
+            # resent, with backoff, for as long as the custodian says it has nothing.
             await self._send(row)
 
     async def _record(self, row: PayoutRow, outcome: LookupResult) -> None:

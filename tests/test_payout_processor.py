@@ -21,6 +21,7 @@ from anchorpay.adapters.base import (
     NotFound,
     PayoutOrder,
     PayoutUpdate,
+    Pending,
     PermanentCustodyError,
     SubmitOutcome,
     TransientCustodyError,
@@ -431,3 +432,70 @@ async def test_transaction_moved_before_sending_cancels_the_payout(rig: Rig) -> 
         "transaction was in status error before anything was sent; payout cancelled",
     )
     assert rig.custodian.prepared == 0 and rig.workflow.calls == []
+
+
+class Unbounded(FakeCustodian):
+    """Fireblocks-like: the material is an external id with no time bound; a create is
+    idempotent; `lookup` answers Pending until `final_after` lookups, then Confirmed."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.created: set[str] = set()
+        self.lookups = 0
+        self.final_after = 0
+
+    async def prepare(self, order: PayoutOrder) -> PayoutUpdate:
+        self.prepared += 1
+        return PayoutUpdate(adapter_ref=order.id)
+
+    async def submit(self, order: PayoutOrder) -> SubmitOutcome:
+        self.submits += 1
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "drop":
+            raise TransientCustodyError("Fireblocks answered HTTP 503")
+        self.created.add(order.id)  # a second create of the same id changes nothing
+        return Pending("SUBMITTED")
+
+    async def lookup(self, order: PayoutOrder) -> LookupResult:
+        self.lookups += 1
+        if order.id not in self.created:
+            return NotFound(dead=False)
+        if self.lookups > self.final_after:
+            return Confirmed(hash=f"hash-{order.id}", ledger=9)
+        return Pending("BROADCASTING")
+
+
+async def test_unbounded_material_is_resent_after_max_attempts(rig: Rig) -> None:
+    """With no bound nothing resolves by itself: after PAYOUT_MAX_ATTEMPTS (4) failed
+    creates the worker still resends the same create, and pays once when it goes through."""
+    rig.custodian = Unbounded(rig.clock)
+    rig.custodian.script = ["drop"] * 6
+    p = await rig.intent("tx1")
+    w = rig.worker()
+    for _ in range(8):
+        await w.run_batch()
+        rig.clock.advance(60)
+    row = await rig.payout(p.id)
+    assert (row.state, row.tx_hash) == ("confirmed", f"hash-{p.id}")
+    assert rig.custodian.submits == 7 and rig.custodian.prepared == 1
+    assert rig.custodian.created == {p.id}
+
+
+async def test_pending_is_polled_with_a_growing_capped_delay(rig: Rig) -> None:
+    rig.custodian = Unbounded(rig.clock)
+    rig.custodian.final_after = 100
+    rig.settings = Settings(  # type: ignore[call-arg]
+        payout_lease_s=30, payout_max_attempts=4, payout_retry_base_s=1, payout_poll_max_s=5
+    )
+    p = await rig.intent("tx1")
+    w = rig.worker()
+    await w.run_batch()  # created: SUBMITTED
+    delays = []
+    for _ in range(6):
+        row = await rig.payout(p.id)
+        assert row.state == "submitted" and row.next_attempt_at is not None
+        delays.append((row.next_attempt_at - rig.clock()).total_seconds())
+        rig.clock.now = row.next_attempt_at
+        await w.run_batch()
+    assert delays == [1.0, 1.5, 2.25, 3.375, 5.0, 5.0]
+    assert (await rig.payout(p.id)).polls == 7  # the create answered pending, then 6 looks

@@ -30,7 +30,14 @@ from anchorpay.adapters.fireblocks.config import FireblocksConfig
 from anchorpay.adapters.fireblocks.models import FAILURES, SUCCESS, FbTransaction
 from anchorpay.adapters.ledger import ObservedPayment
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
-from anchorpay.scheduler.observer import METHOD, Apply, Credit, PaymentObserver, Unmatched
+from anchorpay.scheduler.observer import (
+    FIRST_RUN_DELAY_S,
+    METHOD,
+    Apply,
+    Credit,
+    PaymentObserver,
+    Unmatched,
+)
 from anchorpay.scheduler.services import JobServices
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import observer as observer_store
@@ -230,6 +237,6 @@ def add_fireblocks_incoming_job(scheduler: Any, services: JobServices) -> Incomi
         max_instances=1,
         coalesce=True,
         replace_existing=True,
-        next_run_time=datetime.now(UTC),
+        next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_RUN_DELAY_S),
     )
     return incoming

@@ -41,7 +41,7 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -69,6 +69,7 @@ PAYMENT_TYPES = frozenset(
     {"payment", "path_payment", "path_payment_strict_receive", "path_payment_strict_send"}
 )
 METHOD = "notify_onchain_funds_received"
+FIRST_RUN_DELAY_S = 1.0
 
 
 # Work that must commit in the same database transaction as a state change.
@@ -397,6 +398,8 @@ def add_observer_job(scheduler: Any, services: JobServices) -> PaymentObserver |
         max_instances=1,
         coalesce=True,
         replace_existing=True,
-        next_run_time=datetime.now(UTC),
+        # The first run waits a moment: the embedded sandbox's Horizon only answers once the
+        # server listens, and a "ledger unavailable" warning at every start is noise.
+        next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_RUN_DELAY_S),
     )
     return observer

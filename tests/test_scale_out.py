@@ -5,8 +5,13 @@ the payout lease is SIGKILLed when about half are completed. Every transaction e
 `completed`, every payout `confirmed` with one hash, and the ledger holds exactly 300 payments
 from the distribution account, none twice.
 
+It runs twice: with the local signer, and with CUSTODY_TYPE=fireblocks against the sandbox
+Fireblocks of the same `anchorpay sandbox` process (its webhooks go to the first server), where
+each payout must also be exactly one Fireblocks transfer.
+
 The signer allows one transaction in flight per source account, so the ledger close time
-(SANDBOX_LEDGER_CLOSE_S) bounds the throughput: about one payout per ledger."""
+(SANDBOX_LEDGER_CLOSE_S) bounds its throughput: about one payout per ledger. Fireblocks
+sequences its own transactions, so many payouts are in flight at once."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_ACCOUNT, SANDBOX_DISTRIBUTION_SECRET
+from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
 from conftest import POSTGRES_ENV, _pg_admin
 from payout_fixtures import REPO, USD, USDC
 from sandbox_fixtures import free_port
@@ -178,8 +184,10 @@ async def record_payout(first: Api, second: Api, destination: str, n: int) -> st
     return tx_id
 
 
-async def ledger_payments(ledger: httpx.AsyncClient, account: str) -> list[dict[str, Any]]:
-    """Every successful payment from the distribution account to `account`, all pages."""
+async def ledger_payments(
+    ledger: httpx.AsyncClient, account: str, payer: str
+) -> list[dict[str, Any]]:
+    """Every successful payment from `payer` to `account`, all pages."""
     found: list[dict[str, Any]] = []
     cursor = ""
     while True:
@@ -194,15 +202,14 @@ async def ledger_payments(ledger: httpx.AsyncClient, account: str) -> list[dict[
         found += [
             r
             for r in records
-            if r.get("from") == SANDBOX_DISTRIBUTION_ACCOUNT
-            and r.get("to") == account
-            and r["transaction_successful"]
+            if r.get("from") == payer and r.get("to") == account and r["transaction_successful"]
         ]
         cursor = records[-1]["paging_token"]
 
 
+@pytest.mark.parametrize("custody", ["stellar", "fireblocks"])
 async def test_two_servers_three_workers_one_killed_pay_300_once(
-    tmp_path: Path, database: URL
+    tmp_path: Path, database: URL, custody: str
 ) -> None:
     db_url = database.render_as_string(hide_password=False)
     sandbox_port = free_port()
@@ -214,8 +221,10 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
         DATABASE_URL=db_url,
         STELLAR_NETWORK="sandbox",
         HORIZON_URL=f"{sandbox}/sandbox/horizon",
-        CUSTODY_TYPE="stellar",
+        CUSTODY_TYPE=custody,
         STELLAR_DISTRIBUTION_SECRET=SANDBOX_DISTRIBUTION_SECRET,
+        FIREBLOCKS_BASE_URL=f"{sandbox}/sandbox/fireblocks",
+        SANDBOX_FIREBLOCKS_STEP_S="0.02",
         SANDBOX_LEDGER_CLOSE_S=str(LEDGER_CLOSE_S),
         WORKER_TICK_S="0.05",
         PAYOUT_RETRY_BASE_S="0.05",
@@ -255,6 +264,9 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
         await until_http(procs, "sandbox", f"{sandbox}/sandbox/distribution")
         for i, url in enumerate(server_urls):
             await until_http(procs, f"server{i}", f"{url}/transactions/none")
+        payer = SANDBOX_DISTRIBUTION_ACCOUNT
+        if custody == "fireblocks":
+            payer = SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
         for i in range(WORKERS):
             await until_logged(procs, f"worker{i}", "worker started")
         conn = await asyncpg.connect(database.set(drivername="postgresql").render_as_string(False))
@@ -265,6 +277,10 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
             httpx.AsyncClient(base_url=server_urls[1], timeout=30) as c1,
         ):
             apis = [Api(c0), Api(c1)]
+            if custody == "fireblocks":  # the sandbox Fireblocks' webhooks reach a server
+                hook = {"webhook_url": f"{server_urls[0]}/webhooks/fireblocks"}
+                answer = await ledger.post("/fireblocks/settings", json=hook)
+                assert answer.status_code == 200, answer.text
             destinations = []
             for _ in range(DESTINATIONS):
                 made = await ledger.post("/accounts", json={"xlm": "100", "trust": [USDC]})
@@ -338,11 +354,17 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
             # Exactly 300 payments on the ledger, none twice, each one a payout's.
             paid: list[str] = []
             for account in destinations:
-                paid += [p["transaction_hash"] for p in await ledger_payments(ledger, account)]
+                paid += [
+                    p["transaction_hash"] for p in await ledger_payments(ledger, account, payer)
+                ]
             twice = {h: n for h, n in Counter(paid).items() if n > 1}
             assert not twice, twice
             assert len(paid) == PAYOUTS
             assert set(paid) == set(hashes)
+            if custody == "fireblocks":  # and one Fireblocks transfer per payout
+                state = (await ledger.get("/fireblocks/state")).json()
+                transfers = Counter(t["externalTxId"] for t in state["transactions"])
+                assert len(transfers) == PAYOUTS and set(transfers.values()) == {1}
 
             # The dead worker's lease was taken over by the others; nothing else died.
             procs.check_alive()
@@ -352,7 +374,7 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
             assert owners == 0
             ledger_seq = (await ledger.get("/horizon/")).json()["history_latest_ledger"]
         print(
-            f"\nscale-out: {PAYOUTS} payouts, ledger close {LEDGER_CLOSE_S}s, "
+            f"\nscale-out ({custody}): {PAYOUTS} payouts, ledger close {LEDGER_CLOSE_S}s, "
             f"ledger {ledger_seq}; recorded in {record_s:.1f}s, all completed after "
             f"{payout_s:.1f}s ({payout_s / PAYOUTS * 1000:.0f} ms/payout); killed {killed} at "
             f"{at_kill} completed; total {time.monotonic() - started:.1f}s; final {done}"

@@ -39,6 +39,7 @@ from anchorpay.scheduler.observer import (
     Unmatched,
 )
 from anchorpay.scheduler.services import JobServices
+from anchorpay.scheduler.singleton import one_worker_at_a_time
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import observer as observer_store
 
@@ -230,7 +231,7 @@ def add_fireblocks_incoming_job(scheduler: Any, services: JobServices) -> Incomi
     config = load_fireblocks_config(settings, services.assets)
     incoming = IncomingTransfers(services, config, build_client(config))
     scheduler.add_job(
-        incoming.run_once,
+        one_worker_at_a_time(services, JOB_ID, settings.observer_interval_s, incoming.run_once),
         "interval",
         seconds=settings.observer_interval_s,
         id=JOB_ID,

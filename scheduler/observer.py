@@ -58,6 +58,7 @@ from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.scheduler.services import JobServices
+from anchorpay.scheduler.singleton import one_worker_at_a_time
 from anchorpay.store import observer as store
 
 log = logging.getLogger("anchorpay.observer")
@@ -390,8 +391,9 @@ def add_observer_job(scheduler: Any, services: JobServices) -> PaymentObserver |
     if services.settings.deposit_info_generator == "custody":
         return None
     observer = PaymentObserver(services)
+    interval = services.settings.observer_interval_s
     scheduler.add_job(
-        observer.run_once,
+        one_worker_at_a_time(services, JOB_ID, interval, observer.run_once),
         "interval",
         seconds=services.settings.observer_interval_s,
         id=JOB_ID,

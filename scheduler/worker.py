@@ -26,6 +26,7 @@ from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.scheduler.services import JobServices
+from anchorpay.scheduler.singleton import release_leases
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 
@@ -193,6 +194,8 @@ class Worker:
         for close in self._closers:
             await close()
         self._closers.clear()
+        if self._optional_jobs:
+            await release_leases(self.services)
         log.info("worker stopped")
 
     def wake(self) -> None:

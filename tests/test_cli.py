@@ -97,6 +97,28 @@ def test_migrate_creates_the_schema(env: dict[str, str], tmp_path: Path) -> None
     assert again.returncode == 0, again.stderr
 
 
+def test_processes_starting_together_on_a_fresh_file_take_turns_to_migrate(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`serve` and `worker` migrate SQLite at start: several at once must not race."""
+    procs = [
+        subprocess.Popen(
+            [str(ANCHORPAY), "migrate"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0, 0, 0, 0], results
+    with sqlite3.connect(tmp_path / "data" / "cli.db") as conn:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == "0006_job_leases"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

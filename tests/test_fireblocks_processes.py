@@ -9,15 +9,13 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fireblocks_flow import fb_transactions, vault_payments_to
 from payout_fixtures import USDC, Env, funded_deposit, running_app
-from sandbox_fixtures import free_port
-from test_exactly_once import ANCHORPAY, Workers, process_env, until_dead
+from process_fixtures import ANCHORPAY, Workers, process_env, sandbox_server, until_dead
 
 FB_ENV = {"CUSTODY_TYPE": "fireblocks", "SANDBOX_FIREBLOCKS_STEP_S": "0.02"}
 
@@ -27,57 +25,15 @@ def fb_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`anchorpay sandbox` with CUSTODY_TYPE=fireblocks: the ledger and the sandbox
     Fireblocks outlive the workers the tests kill."""
     tmp = tmp_path_factory.mktemp("fb-sandbox")
-    port = free_port()
-    log = (tmp / "sandbox.log").open("w")
-    proc = subprocess.Popen(
-        [ANCHORPAY, "sandbox", "--port", str(port)],
-        cwd=tmp,
-        env=process_env(tmp, **FB_ENV),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/sandbox/fireblocks/state", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp / "sandbox.log").read_text()
-            subprocess.run(["sleep", "0.05"], check=True)
+    with sandbox_server(tmp, "/sandbox/fireblocks/state", **FB_ENV) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-
-
-class FireblocksWorkers(Workers):
-    def start(self, crash_at: str | None = None) -> subprocess.Popen[bytes]:
-        extra = {
-            **FB_ENV,
-            "HORIZON_URL": f"{self.sandbox}/sandbox/horizon",
-            "FIREBLOCKS_BASE_URL": f"{self.sandbox}/sandbox/fireblocks",
-        }
-        if crash_at is not None:
-            extra["ANCHORPAY_CRASH_AT"] = crash_at
-        n = len(self.procs)
-        log = (self.tmp_path / f"worker{n}.log").open("w")
-        proc = subprocess.Popen(
-            [ANCHORPAY, "worker"],
-            cwd=self.tmp_path,
-            env=process_env(self.tmp_path, **extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append(proc)
-        return proc
 
 
 @pytest.fixture
 async def stack(tmp_path: Path, fb_sandbox: str) -> AsyncIterator[tuple[Env, Workers]]:
-    workers = FireblocksWorkers(tmp_path, fb_sandbox)
+    workers = Workers(
+        tmp_path, fb_sandbox, **FB_ENV, FIREBLOCKS_BASE_URL=f"{fb_sandbox}/sandbox/fireblocks"
+    )
     async with running_app(
         tmp_path,
         run_worker=False,

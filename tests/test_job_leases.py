@@ -6,10 +6,14 @@ hands the lease back at once."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,6 +22,7 @@ from anchorpay.scheduler.singleton import lease_ttl, one_worker_at_a_time, relea
 from anchorpay.store import job_leases
 from anchorpay.store.db import create_engine, session_factory
 from anchorpay.store.migrate import upgrade
+from process_fixtures import Workers, sandbox_server
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -119,3 +124,47 @@ async def test_a_database_error_skips_the_run() -> None:
     runs: list[str] = []
     run = one_worker_at_a_time(Broken(), "x", 1, job(runs, "w1"))  # type: ignore[arg-type]
     assert await run() is False and runs == []
+
+
+# --- real processes ---------------------------------------------------------------------------
+
+
+def latest_ledger_reads(sandbox: str) -> int:
+    counters = httpx.get(f"{sandbox}/sandbox/stats", timeout=5).json()["counters"]
+    return int(sum(counters.get("GET /ledgers", {}).values()))
+
+
+async def test_three_worker_processes_read_the_ledger_as_one(tmp_path: Path) -> None:
+    """Three `anchorpay worker` processes, observer every 0.2 s: the ledger is read by the
+    lease holder only; when it stops cleanly another worker takes over at once."""
+    with sandbox_server(tmp_path, "/sandbox/distribution") as sandbox:
+        workers = Workers(tmp_path, sandbox, OBSERVER_INTERVAL_S="0.2")
+        try:
+            for _ in range(3):
+                workers.start()
+            await workers.ready()
+            await asyncio.sleep(1.0)  # the first runs are delayed 1 s after start
+            before = latest_ledger_reads(sandbox)
+            await asyncio.sleep(3.0)
+            reads = latest_ledger_reads(sandbox) - before
+            # One worker: 3 s / 0.2 s = 15 runs; three unleased workers would make ~45.
+            assert 8 <= reads <= 20, (reads, workers.logs())
+            holder = owner_of(tmp_path, "payment_observer")
+            (stopping,) = [p for p in workers.procs if f"-{p.pid}-" in holder]
+            stopping.send_signal(signal.SIGTERM)
+            assert stopping.wait(10) == 0
+            await asyncio.sleep(1.0)
+            taken = owner_of(tmp_path, "payment_observer")
+            assert taken != holder and any(f"-{p.pid}-" in taken for p in workers.procs)
+        finally:
+            workers.stop()
+
+
+def owner_of(tmp_path: Path, job_name: str) -> str:
+    with sqlite3.connect(tmp_path / "anchorpay.db") as db:
+        row = db.execute(
+            "SELECT owner FROM job_leases WHERE name = ? AND expires_at > datetime('now')",
+            (job_name,),
+        ).fetchone()
+    assert row is not None, f"no live lease for {job_name}"
+    return str(row[0])

@@ -45,6 +45,9 @@ WORKERS = 3
 DESTINATIONS = 6
 LEDGER_CLOSE_S = 0.05
 DEADLINE_S = 240.0
+# httpx keeps idle connections 5 s, exactly uvicorn's keep-alive timeout: a request sent on a
+# connection the server is closing at that instant fails with ReadError. Expire them first.
+LIMITS = httpx.Limits(keepalive_expiry=2.0)
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get(POSTGRES_ENV),
@@ -273,8 +276,8 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
 
         async with (
             httpx.AsyncClient(base_url=f"{sandbox}/sandbox", timeout=30) as ledger,
-            httpx.AsyncClient(base_url=server_urls[0], timeout=30) as c0,
-            httpx.AsyncClient(base_url=server_urls[1], timeout=30) as c1,
+            httpx.AsyncClient(base_url=server_urls[0], timeout=30, limits=LIMITS) as c0,
+            httpx.AsyncClient(base_url=server_urls[1], timeout=30, limits=LIMITS) as c1,
         ):
             apis = [Api(c0), Api(c1)]
             if custody == "fireblocks":  # the sandbox Fireblocks' webhooks reach a server
@@ -379,6 +382,9 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
             f"{payout_s:.1f}s ({payout_s / PAYOUTS * 1000:.0f} ms/payout); killed {killed} at "
             f"{at_kill} completed; total {time.monotonic() - started:.1f}s; final {done}"
         )
+    except BaseException:
+        print(procs.logs())  # shown by pytest with the failure
+        raise
     finally:
         if conn is not None:
             await conn.close()

@@ -30,6 +30,9 @@ HttpTransportError = httpx.TransportError
 HttpStatusError = httpx.HTTPStatusError
 
 
+KEEPALIVE_S = 2.0
+
+
 def make_client(
     base_url: str, timeout_s: float, headers: dict[str, str] | None = None
 ) -> httpx.AsyncClient:
@@ -38,6 +41,9 @@ def make_client(
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         timeout=httpx.Timeout(timeout_s),
+        # Idle connections are dropped before common server keep-alive timeouts (uvicorn's
+        # is 5 s, httpx's default too): reusing one the server is closing fails the request.
+        limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
         headers=headers,
         follow_redirects=False,  # a redirect from an API is a configuration error, not data
     )

@@ -1,5 +1,7 @@
-"""`POST /webhooks/fireblocks` on bad input, over the ASGI app (no worker): each refusal is
-exact and records nothing; a legacy (v1) event without an id is deduplicated by its body."""
+"""The Fireblocks surfaces of the server on bad input and bad days, over the ASGI app (no
+worker): `POST /webhooks/fireblocks` refusals are exact and record nothing, a legacy (v1)
+event without an id is deduplicated by its body; a deposit address asked while Fireblocks is
+down is a clear RPC error that changes nothing."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_WEBHOOK_PRIVATE_PEM,
 )
 from anchorpay.store.fireblocks_tables import FireblocksEventRow
-from payout_fixtures import app_settings
+from payout_fixtures import USDC, app_settings
 
 KEY = serialization.load_pem_private_key(SANDBOX_FIREBLOCKS_WEBHOOK_PRIVATE_PEM.encode(), None)
 assert isinstance(KEY, RSAPrivateKey)
@@ -107,3 +109,38 @@ async def test_a_signature_of_another_body_is_401(client: httpx.AsyncClient) -> 
         {"error": "Invalid or missing Fireblocks signature"},
     )
     assert await events(client) == 0
+
+
+async def test_deposit_address_with_fireblocks_down_is_a_clear_error(tmp_path: Path) -> None:
+    """request_onchain_funds (DEPOSIT_INFO_GENERATOR=custody) while Fireblocks cannot be
+    reached: -32603 with a sentence to act on, and the transaction is left as it was."""
+    settings = app_settings(
+        tmp_path,
+        custody_type="fireblocks",
+        deposit_info_generator="custody",
+        fireblocks_base_url="http://127.0.0.1:9",
+        fireblocks_timeout_s=2,
+    )
+    app = create_app(settings, run_worker=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://anchorpay") as c:
+            created = await c.post(
+                "/transactions",
+                json={"sep": "24", "kind": "withdrawal", "amount_expected": {"asset": USDC}},
+            )
+            tx_id = created.json()["id"]
+            params = {
+                "transaction_id": tx_id,
+                "amount_in": {"amount": "10", "asset": USDC},
+                "amount_out": {"amount": "9", "asset": "iso4217:USD"},
+                "fee_details": {"total": "1", "asset": USDC},
+            }
+            body = {"jsonrpc": "2.0", "id": 1, "method": "request_onchain_funds", "params": params}
+            answer = (await c.post("/", json=body)).json()
+            assert answer["error"] == {
+                "id": tx_id,
+                "code": -32603,
+                "message": "Failed to get a deposit address from Fireblocks; retry the request",
+            }
+            assert (await c.get(f"/transactions/{tx_id}")).json() == created.json()

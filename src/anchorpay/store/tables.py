@@ -102,7 +102,7 @@ class PayoutRow(SQLModel, table=True):
     waiting_since: datetime | None = _ts()
 
     adapter: str = Field(max_length=16)  # "stellar" | "fireblocks"
-    adapter_ref: str | None = None  # Fireblocks transaction id
+    adapter_ref: str | None = None  # Fireblocks: the externalTxId sent (the payout id)
     envelope_xdr: str | None = None  # local signer: stored before submission
     tx_hash: str | None = Field(default=None, index=True, max_length=64)
     source_sequence: int | None = Field(  # Stellar sequence numbers are 64-bit

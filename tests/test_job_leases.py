@@ -148,23 +148,27 @@ async def test_three_worker_processes_read_the_ledger_as_one(tmp_path: Path) -> 
             await asyncio.sleep(3.0)
             reads = latest_ledger_reads(sandbox) - before
             # One worker: 3 s / 0.2 s = 15 runs; three unleased workers would make ~45.
-            assert 8 <= reads <= 20, (reads, workers.logs())
+            assert 3 <= reads <= 20, (reads, workers.logs())
             holder = owner_of(tmp_path, "payment_observer")
             (stopping,) = [p for p in workers.procs if f"-{p.pid}-" in holder]
             stopping.send_signal(signal.SIGTERM)
             assert stopping.wait(10) == 0
-            await asyncio.sleep(1.0)
-            taken = owner_of(tmp_path, "payment_observer")
-            assert taken != holder and any(f"-{p.pid}-" in taken for p in workers.procs)
+            async with asyncio.timeout(10):  # handed back: another worker's next run takes it
+                taken = holder
+                while taken == holder:  # noqa: ASYNC110 (the lease lives in another process)
+                    await asyncio.sleep(0.05)
+                    taken = owner_of(tmp_path, "payment_observer", live=False)
+            assert any(f"-{p.pid}-" in taken for p in workers.procs if p is not stopping)
         finally:
             workers.stop()
 
 
-def owner_of(tmp_path: Path, job_name: str) -> str:
+def owner_of(tmp_path: Path, job_name: str, live: bool = True) -> str:
+    """The job's lease holder (`live`: only if its lease has not expired)."""
+    query = "SELECT owner FROM job_leases WHERE name = ?"
+    if live:
+        query += " AND expires_at > datetime('now')"
     with sqlite3.connect(tmp_path / "anchorpay.db") as db:
-        row = db.execute(
-            "SELECT owner FROM job_leases WHERE name = ? AND expires_at > datetime('now')",
-            (job_name,),
-        ).fetchone()
-    assert row is not None, f"no live lease for {job_name}"
+        row = db.execute(query, (job_name,)).fetchone()
+    assert row is not None, f"no lease for {job_name}"
     return str(row[0])

@@ -155,7 +155,7 @@ async def test_three_worker_processes_read_the_ledger_as_one(tmp_path: Path) -> 
             assert stopping.wait(10) == 0
             async with asyncio.timeout(10):  # handed back: another worker's next run takes it
                 taken = holder
-                while taken == holder:  # noqa: ASYNC110 (the lease lives in another process)
+                while taken == holder:
                     await asyncio.sleep(0.05)
                     taken = owner_of(tmp_path, "payment_observer", live=False)
             assert any(f"-{p.pid}-" in taken for p in workers.procs if p is not stopping)

@@ -144,3 +144,36 @@ async def test_deposit_address_with_fireblocks_down_is_a_clear_error(tmp_path: P
                 "message": "Failed to get a deposit address from Fireblocks; retry the request",
             }
             assert (await c.get(f"/transactions/{tx_id}")).json() == created.json()
+            # With custody deposit addresses the custodian reports incoming payments.
+            observer = (await c.get("/health")).json()["observer"]
+            assert observer == {"healthy": True, "status": "off", "stall_after_s": 300.0}
+
+
+async def test_health_shows_open_payouts_and_the_last_webhook(client: httpx.AsyncClient) -> None:
+    from anchorpay.store import payouts as store
+    from test_payouts_store import Intent, force_state, record
+
+    sessions = client.app.state.services.sessions  # type: ignore[attr-defined]
+    body = (await client.get("/health")).json()
+    assert body["payouts"] == {
+        "custody": "fireblocks",
+        "open": {"queued": 0, "waiting_trust": 0, "submitting": 0, "submitted": 0},
+        "oldest_in_flight_s": None,
+        "last_fireblocks_webhook_at": None,
+    }
+    flying = await record(sessions, "tx-1", Intent(), "fireblocks")
+    await record(sessions, "tx-2", Intent(), "fireblocks")
+    await force_state(sessions, flying.id, store.SUBMITTED)
+    event = b'{"id": "e9", "data": {"id": "fb-9"}}'
+    assert (await client.post(PATH, content=event, headers=legacy(event))).status_code == 200
+    answer = await client.get("/health")
+    body = answer.json()
+    assert answer.status_code == 200 and body["status"] == "ok"
+    assert body["payouts"]["open"] == {
+        "queued": 1,
+        "waiting_trust": 0,
+        "submitting": 0,
+        "submitted": 1,
+    }
+    assert body["payouts"]["oldest_in_flight_s"] > 0  # recorded at 2026-01-01 (T0)
+    assert body["payouts"]["last_fireblocks_webhook_at"].endswith("Z")

@@ -1,4 +1,5 @@
-"""Read-only payout views: `GET /payouts?transaction_id=…` and `GET /payouts/{id}`.
+"""Read-only payout views: `GET /payouts?transaction_id=…` and `GET /payouts/{id}`, and the
+payouts' member of `GET /health`.
 
 They show what an operator needs to follow a payout (state, attempts, last error, hash) and
 never the signed envelope: it is not secret, but it is not the operator's business either and
@@ -7,6 +8,7 @@ it keeps responses small.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -15,16 +17,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from anchorpay.api import health
+from anchorpay.store import fireblocks as fireblocks_store
 from anchorpay.store import payouts as store
 from anchorpay.store.tables import PayoutRow
+from anchorpay.workflow import Services
 
 MAX_LIMIT = 200
 
 
-def payout_view(row: PayoutRow) -> dict[str, Any]:
-    def ts(value: Any) -> str | None:
-        return value.isoformat().replace("+00:00", "Z") if value is not None else None
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
+
+def payout_view(row: PayoutRow) -> dict[str, Any]:
+    ts = _ts
     return {
         "id": row.id,
         "transaction_id": row.transaction_id,
@@ -93,3 +100,33 @@ def routes() -> list[BaseRoute]:
         Route("/payouts", list_payouts, methods=["GET"]),
         Route("/payouts/{payout_id}", get_payout, methods=["GET"]),
     ]
+
+
+# --- GET /health ---------------------------------------------------------------------------
+
+
+async def payouts_check(services: Services) -> tuple[dict[str, Any], bool]:
+    """How many payouts are in each open state and how long the oldest one in flight has
+    waited; with Fireblocks, when the last webhook came (silent webhooks mean completion
+    runs on the poll alone). Informational: a slow custodian is not an outage of anchorpay,
+    but it is what an operator looks at first."""
+    custody = services.settings.effective_custody_type
+    now = datetime.now(UTC)
+    async with services.sessions() as session:
+        counts = await store.count_by_state(session)
+        oldest = await store.oldest_in_flight(session)
+        last_webhook = (
+            await fireblocks_store.last_event_at(session) if custody == "fireblocks" else None
+        )
+    info: dict[str, Any] = {
+        "custody": custody,
+        "open": {state: counts.get(state, 0) for state in store.OPEN_STATES},
+        "oldest_in_flight_s": round((now - oldest).total_seconds(), 3) if oldest else None,
+    }
+    if custody == "fireblocks":
+        info["last_fireblocks_webhook_at"] = _ts(last_webhook)
+    return info, True
+
+
+if not any(name == "payouts" for name, _ in health.HEALTH_CHECKS):
+    health.HEALTH_CHECKS.append(("payouts", payouts_check))

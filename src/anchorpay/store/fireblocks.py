@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.store.db import insert_once
@@ -62,3 +63,12 @@ async def record_incoming(
             "recorded_at": now,
         },
     )
+
+
+async def last_event_at(session: AsyncSession) -> datetime | None:
+    """When the newest webhook event was received (health)."""
+    table = FireblocksEventRow.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    result = await conn.execute(select(func.max(table.c.received_at)))
+    value: datetime | None = result.scalar_one_or_none()
+    return value

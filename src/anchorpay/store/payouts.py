@@ -318,6 +318,15 @@ async def count_by_state(session: AsyncSession) -> dict[str, int]:
     return {str(state): int(n) for state, n in rows}
 
 
+async def oldest_in_flight(session: AsyncSession) -> datetime | None:
+    """When the longest-waiting payout still in flight was last changed (health)."""
+    result = await _run(
+        session, select(func.min(_T.c.updated_at)).where(_T.c.state.in_(IN_FLIGHT_STATES))
+    )
+    value: datetime | None = result.scalar_one_or_none()  # UTCDateTime: aware, in UTC
+    return value
+
+
 async def nudge(session: AsyncSession, payout_id: str, now: datetime) -> bool:
     """Make an in-flight payout due now (a custodian's webhook said something changed). Not a
     versioned write: it only moves `next_attempt_at`, and a worker holding the row may

@@ -42,6 +42,7 @@ class PayoutOrder:
     source_sequence: int | None = None
     valid_until: datetime | None = None
     adapter_ref: str | None = None
+    source_account: str | None = None  # the lane the worker claimed it with (see below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +119,11 @@ class CustodyAdapter(Protocol):
         ...
 
     @property
-    def one_in_flight(self) -> bool:
-        """True when submissions share a sequence (one source account): the worker then
-        keeps at most one payout of this adapter in flight at a time."""
+    def source_accounts(self) -> tuple[str, ...]:
+        """The accounts whose sequence numbers submissions use (local signer: the
+        distribution account, or its channel accounts). Each carries one payout in flight
+        at a time; the worker claims a payout with a free one and passes it as
+        `order.source_account`. Empty: the custodian sequences its own (Fireblocks)."""
         ...
 
     async def prepare(self, order: PayoutOrder) -> PayoutUpdate:

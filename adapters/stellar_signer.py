@@ -8,14 +8,20 @@ So `prepare` signs an envelope that the worker commits before `submit`; any doub
 `lookup`, and a new envelope (new sequence) is built only when the hash is absent AND a ledger
 closed after the bound (`NotFound(dead=True)`).
 
-The secret is read once into a Keypair and never logged, returned or shown by `repr`.
+Channel accounts (STELLAR_CHANNEL_SECRETS): each envelope's source may be a channel account
+(its sequence number and fee) while the payment operation's source stays the distribution
+account, signed by both. The worker claims each payout with a free lane (`source_accounts`,
+one payout in flight per lane), so K channels put K payouts in a ledger instead of one; the
+exactly-once rules above hold per envelope, whatever its lane.
+
+The secrets are read once into Keypairs and never logged, returned or shown by `repr`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -79,14 +85,21 @@ class StellarSigner:
         network_passphrase: str,
         tx_timeout_s: int = 60,
         base_fee: int = 100,
+        channel_secrets: Sequence[str] = (),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        try:
-            self._keypair = Keypair.from_secret(secret)
-        except Exception:  # the SDK's message could echo the value: say nothing of it
-            raise ConfigError(
-                "STELLAR_DISTRIBUTION_SECRET is not a valid Stellar secret seed"
-            ) from None
+        self._keypair = _keypair(secret, "STELLAR_DISTRIBUTION_SECRET")
+        # Channel accounts: each envelope's source (its sequence number and fee), while the
+        # payment itself comes from the distribution account. One payout in flight per
+        # channel, so K channels carry K payouts at once instead of one.
+        self._channels: dict[str, Keypair] = {}
+        for n, channel_secret in enumerate(channel_secrets, 1):
+            channel = _keypair(channel_secret, f"STELLAR_CHANNEL_SECRETS (entry {n})")
+            if channel.public_key in self._channels or channel.public_key == self.source_account:
+                raise ConfigError(
+                    f"STELLAR_CHANNEL_SECRETS (entry {n}) repeats an account already used"
+                )
+            self._channels[channel.public_key] = channel
         self._ledger = ledger
         self._passphrase = network_passphrase
         self._timeout = timedelta(seconds=tx_timeout_s)
@@ -94,15 +107,17 @@ class StellarSigner:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
-        return f"StellarSigner(source={self.source_account})"
+        channels = f", channels={len(self._channels)}" if self._channels else ""
+        return f"StellarSigner(source={self.source_account}{channels})"
 
     @property
     def name(self) -> str:
         return "stellar"
 
     @property
-    def one_in_flight(self) -> bool:
-        return True  # one source account, one sequence
+    def source_accounts(self) -> tuple[str, ...]:
+        """The lanes: the channel accounts, or the distribution account alone."""
+        return tuple(self._channels) or (self.source_account,)
 
     @property
     def source_account(self) -> str:
@@ -114,25 +129,36 @@ class StellarSigner:
         asset = stellar_asset(order.asset)
         memo = stellar_memo(order.memo, order.memo_type)
         amount = stellar_amount(order.amount)
+        lanes = self.source_accounts
+        # The lane the worker claimed; a lane no longer configured falls back to the first
+        # (at worst a sequence race, which is transient).
+        source = order.source_account if order.source_account in lanes else lanes[0]
+        what = "channel account" if source in self._channels else "distribution account"
         try:
-            account = await self._ledger.get_account(self.source_account)
+            account = await self._ledger.get_account(source)
         except LedgerNotFound:
             raise PermanentCustodyError(
-                f"The distribution account {self.source_account} does not exist on the "
-                "ledger; create and fund it (tx_no_source_account)",
+                f"The {what} {source} does not exist on the ledger; create and fund it "
+                "(tx_no_source_account)",
                 "tx_no_source_account",
             ) from None
         except LedgerError as exc:
-            raise TransientCustodyError(f"Could not read the distribution account: {exc}") from None
+            raise TransientCustodyError(f"Could not read the {what}: {exc}") from None
         now = self._clock()
         max_time = int((now + self._timeout).timestamp())
+        channel = self._channels.get(source)
         try:
             builder = TransactionBuilder(
-                Account(self.source_account, account.sequence),
+                Account(source, account.sequence),
                 network_passphrase=self._passphrase,
                 base_fee=self._base_fee,
             )
-            builder.append_payment_op(order.destination, asset, amount)
+            builder.append_payment_op(
+                order.destination,
+                asset,
+                amount,
+                source=self.source_account if channel is not None else None,
+            )
             builder.add_memo(memo)
             builder.add_time_bounds(0, max_time)
             envelope = builder.build()
@@ -142,6 +168,8 @@ class StellarSigner:
                 "invalid_destination",
             ) from None
         envelope.sign(self._keypair)
+        if channel is not None:
+            envelope.sign(channel)
         return PayoutUpdate(
             envelope_xdr=envelope.to_xdr(),
             tx_hash=envelope.hash_hex(),
@@ -361,6 +389,14 @@ def distribution_secret(settings: Settings) -> str:
     raise ConfigError("STELLAR_DISTRIBUTION_SECRET is required when CUSTODY_TYPE=stellar")
 
 
+def channel_secrets(settings: Settings) -> list[str]:
+    """STELLAR_CHANNEL_SECRETS: comma-separated secret seeds (blanks ignored)."""
+    raw = settings.stellar_channel_secrets
+    if raw is None:
+        return []
+    return [s.strip() for s in raw.get_secret_value().split(",") if s.strip()]
+
+
 def build_stellar_signer(settings: Settings, ledger: LedgerClient) -> StellarSigner:
     return StellarSigner(
         distribution_secret(settings),
@@ -368,4 +404,12 @@ def build_stellar_signer(settings: Settings, ledger: LedgerClient) -> StellarSig
         network_passphrase=settings.network_passphrase,
         tx_timeout_s=settings.stellar_tx_timeout_s,
         base_fee=settings.stellar_base_fee,
+        channel_secrets=channel_secrets(settings),
     )
+
+
+def _keypair(secret: str, setting: str) -> Keypair:
+    try:
+        return Keypair.from_secret(secret)
+    except Exception:  # the SDK's message could echo the value: say nothing of it
+        raise ConfigError(f"{setting} is not a valid Stellar secret seed") from None

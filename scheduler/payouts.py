@@ -14,6 +14,7 @@ Every write checks the lease, so a worker that lost the row stops before sending
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -73,6 +74,7 @@ def to_order(row: PayoutRow) -> PayoutOrder:
         source_sequence=row.source_sequence,
         valid_until=row.valid_until,
         adapter_ref=row.adapter_ref,
+        source_account=row.source_account,
     )
 
 
@@ -126,7 +128,9 @@ class PayoutProcessor:
     # --- claiming --------------------------------------------------------------------------
 
     async def run_batch(self, states: Collection[str] = store.OPEN_STATES, limit: int = 10) -> int:
-        """Claim due payouts (committed), process them one by one. Returns how many."""
+        """Claim due payouts (committed) and process them concurrently: each is its own row,
+        lease and lane, and a submission may wait for its ledger (Horizon's synchronous
+        submit), so K channel accounts put K payouts in one ledger. Returns how many."""
         async with self.sessions() as session, session.begin():
             rows = await store.claim_due(
                 session,
@@ -135,10 +139,9 @@ class PayoutProcessor:
                 self.lease_s,
                 limit,
                 states=states,
-                serial_adapters=(self.adapter.name,) if self.adapter.one_in_flight else (),
+                lanes={self.adapter.name: self.adapter.source_accounts},
             )
-        for row in rows:
-            await self.process(row)
+        await asyncio.gather(*(self.process(row) for row in rows))  # process() never raises
         return len(rows)
 
     async def process(self, row: PayoutRow) -> None:

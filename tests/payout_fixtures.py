@@ -215,3 +215,35 @@ async def funded_deposit(
     )
     await env.ok("notify_offchain_funds_received", {"transaction_id": tx_id})
     return tx_id
+
+
+async def create_accounts(
+    ledger: httpx.AsyncClient,
+    accounts: list[str],
+    close_ledger: Callable[[], Awaitable[None]] | None = None,
+    xlm: str = "50",
+) -> None:
+    """Create `accounts` (chosen keys, e.g. channel accounts) on the sandbox with one
+    CreateAccount each from the distribution account. `ledger` is a client of the sandbox's
+    /sandbox routes; `close_ledger` closes ledgers by hand while waiting, when given."""
+    if not accounts:
+        return
+    from stellar_sdk import Account
+
+    from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
+
+    dist = Keypair.from_secret(SANDBOX_DISTRIBUTION_SECRET)
+    sequence = int((await ledger.get(f"/horizon/accounts/{DIST}")).json()["sequence"])
+    builder = TransactionBuilder(Account(DIST, sequence), SANDBOX_NETWORK_PASSPHRASE, 100)
+    for account in accounts:
+        builder.append_create_account_op(account, xlm)
+    envelope = builder.set_timeout(300).build()
+    envelope.sign(dist)
+    submit = asyncio.create_task(
+        ledger.post("/horizon/transactions", data={"tx": envelope.to_xdr()})
+    )
+    while not submit.done():
+        if close_ledger is not None:
+            await close_ledger()
+        await asyncio.sleep(0.02)
+    assert submit.result().status_code == 200, submit.result().text

@@ -66,7 +66,7 @@ class FakeCustodian:
     submits: int = 0
 
     name = "fake"
-    one_in_flight = True
+    source_accounts = ("GSOURCE",)
 
     async def prepare(self, order: PayoutOrder) -> PayoutUpdate:
         if order.amount == "bad":

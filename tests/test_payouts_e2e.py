@@ -5,10 +5,11 @@ with a sentence and no retry loop; transient ones retry with backoff and succeed
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-from payout_fixtures import DIST, USDC, XLM, Env, funded_deposit, running_app
+from payout_fixtures import DIST, USDC, XLM, Env, create_accounts, funded_deposit, running_app
 
 
 async def assert_one_payment(
@@ -183,3 +184,35 @@ async def test_transient_errors_retry_with_backoff_then_succeed(tmp_path: Path) 
         (payout,) = await env.payouts(tx_id)
         assert (payout["state"], payout["attempts"]) == ("confirmed", 3)
         await assert_one_payment(env, user.public_key, payout["tx_hash"], "9", USDC)
+
+
+async def test_channel_accounts_carry_several_payouts_at_once(tmp_path: Path) -> None:
+    """Three channel accounts: six deposits are paid three per ledger instead of one, each
+    once, all from the distribution account; each envelope's source is a channel."""
+    from stellar_sdk import Keypair
+
+    channels = [Keypair.random() for _ in range(3)]
+    secrets = ",".join(c.secret for c in channels)
+    async with running_app(tmp_path, stellar_channel_secrets=secrets) as env:
+        await create_accounts(env.ledger, [c.public_key for c in channels], env.close_ledger)
+        users = [await env.account() for _ in range(6)]
+        tx_ids = [await funded_deposit(env, u.public_key) for u in users]
+        for tx_id in tx_ids:
+            await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+
+        async def all_completed() -> bool:
+            statuses = [(await env.tx(t))["status"] for t in tx_ids]
+            return statuses == ["completed"] * len(tx_ids)
+
+        await env.drive(all_completed, timeout_s=30)
+        payouts = [(await env.payouts(t))[0] for t in tx_ids]
+        for user, payout in zip(users, payouts, strict=True):
+            (payment,) = await env.payments_to(user.public_key)
+            assert (payment["from"], payment["transaction_hash"]) == (DIST, payout["tx_hash"])
+        lanes = {c.public_key for c in channels}
+        envelopes = [
+            (await env.ledger.get(f"/horizon/transactions/{p['tx_hash']}")).json() for p in payouts
+        ]
+        assert {e["source_account"] for e in envelopes} <= lanes
+        per_ledger = Counter(p["ledger"] for p in payouts)
+        assert max(per_ledger.values()) >= 2, per_ledger  # several in one ledger

@@ -155,7 +155,7 @@ async def test_one_in_flight_per_serial_adapter(sessions: async_sessionmaker[Asy
     a = await record(sessions, "tx1", Intent())
     b = await record(sessions, "tx2", Intent())
     c = await record(sessions, "tx3", Intent(), adapter="fireblocks")
-    serial = {"serial_adapters": ("stellar",)}
+    serial = {"lanes": {"stellar": ("GDIST",)}}
     first = await claim(sessions, "w1", **serial)
     assert {r.id for r in first} == {a.id, c.id}  # one stellar payout, fireblocks unbounded
     assert await claim(sessions, "w2", **serial) == []  # b waits: a is leased
@@ -193,7 +193,7 @@ async def test_one_in_flight_holds_across_processes(db_url: str) -> None:
 
         async def claim_as(n: int) -> list[PayoutRow]:
             async with factories[n]() as s, s.begin():
-                rows = await store.claim_due(s, f"w{n}", T0, 30, 1, serial_adapters=("stellar",))
+                rows = await store.claim_due(s, f"w{n}", T0, 30, 1, lanes={"stellar": ("GDIST",)})
                 await asyncio.sleep(0.05)  # hold the transaction open while others try
                 return rows
 
@@ -222,3 +222,33 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
         assert all(0.5 <= d <= max(cap, 0.5) for d in delays)
     assert len({round(b.delay(6), 6) for _ in range(20)}) > 1  # jittered
     assert b.next_attempt_at(T0, 1) <= T0 + timedelta(seconds=1)
+
+
+async def test_lanes_carry_one_payout_each(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Three channel accounts: three payouts at once, each on its own lane; the others wait
+    for a lane to free up. A row from before lanes (no source_account) holds the first."""
+    lanes = {"lanes": {"stellar": ("GC1", "GC2", "GC3")}}
+    rows = [await record(sessions, f"tx{i}", Intent()) for i in range(5)]
+    first = await claim(sessions, "w1", **lanes)
+    assert len(first) == 3
+    assert sorted(r.source_account or "" for r in first) == ["GC1", "GC2", "GC3"]
+    assert await claim(sessions, "w2", **lanes) == []  # every lane is taken
+    held = next(r for r in first if r.source_account == "GC2")
+    async with sessions() as s, s.begin():
+        await store.save(s, held, "w1", T0, release=True, state=store.CONFIRMED)
+    (next_one,) = await claim(sessions, "w2", **lanes)
+    assert next_one.source_account == "GC2" and next_one.id not in {r.id for r in first}
+    # A legacy in-flight row without a lane counts as occupying the first lane.
+    for row in [*first, next_one]:
+        await force_state(sessions, row.id, store.CONFIRMED)
+    last = next(r for r in rows if r.id not in {*(x.id for x in first), next_one.id})
+    legacy = await record(sessions, "tx-legacy", Intent())
+    await force_state(sessions, legacy.id, store.SUBMITTED)
+    async with sessions() as s, s.begin():
+        await s.exec(  # type: ignore[call-overload]
+            update(PayoutRow.__table__)  # type: ignore[attr-defined]
+            .where(PayoutRow.__table__.c.id == legacy.id)  # type: ignore[attr-defined]
+            .values(source_account=None, next_attempt_at=None)
+        )
+    (claimed,) = await claim(sessions, "w3", **lanes)
+    assert (claimed.id, claimed.source_account) == (last.id, "GC2")  # GC1 is the legacy row's

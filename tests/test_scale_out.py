@@ -5,7 +5,8 @@ the payout lease is SIGKILLed when about half are completed. Every transaction e
 `completed`, every payout `confirmed` with one hash, and the ledger holds exactly 300 payments
 from the distribution account, none twice.
 
-It runs twice: with the local signer, and with CUSTODY_TYPE=fireblocks against the sandbox
+It runs three times: with the local signer; with the local signer and four channel accounts
+(four payouts in flight at once); and with CUSTODY_TYPE=fireblocks against the sandbox
 Fireblocks of the same `anchorpay sandbox` process (its webhooks go to the first server), where
 each payout must also be exactly one Fireblocks transfer.
 
@@ -31,11 +32,12 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from sqlalchemy.engine import URL, make_url
+from stellar_sdk import Keypair
 
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_ACCOUNT, SANDBOX_DISTRIBUTION_SECRET
 from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
 from conftest import POSTGRES_ENV, _pg_admin
-from payout_fixtures import REPO, USD, USDC
+from payout_fixtures import REPO, USD, USDC, create_accounts
 from sandbox_fixtures import free_port
 
 ANCHORPAY = str(Path(sys.executable).parent / "anchorpay")
@@ -210,11 +212,12 @@ async def ledger_payments(
         cursor = records[-1]["paging_token"]
 
 
-@pytest.mark.parametrize("custody", ["stellar", "fireblocks"])
+@pytest.mark.parametrize("custody", ["stellar", "channels", "fireblocks"])
 async def test_two_servers_three_workers_one_killed_pay_300_once(
     tmp_path: Path, database: URL, custody: str
 ) -> None:
     db_url = database.render_as_string(hide_password=False)
+    channels = [Keypair.random() for _ in range(4)] if custody == "channels" else []
     sandbox_port = free_port()
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHORPAY_")}
@@ -224,8 +227,9 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
         DATABASE_URL=db_url,
         STELLAR_NETWORK="sandbox",
         HORIZON_URL=f"{sandbox}/sandbox/horizon",
-        CUSTODY_TYPE=custody,
+        CUSTODY_TYPE="stellar" if custody == "channels" else custody,
         STELLAR_DISTRIBUTION_SECRET=SANDBOX_DISTRIBUTION_SECRET,
+        STELLAR_CHANNEL_SECRETS=",".join(c.secret for c in channels),
         FIREBLOCKS_BASE_URL=f"{sandbox}/sandbox/fireblocks",
         SANDBOX_FIREBLOCKS_STEP_S="0.02",
         SANDBOX_LEDGER_CLOSE_S=str(LEDGER_CLOSE_S),
@@ -280,6 +284,7 @@ async def test_two_servers_three_workers_one_killed_pay_300_once(
             httpx.AsyncClient(base_url=server_urls[1], timeout=30, limits=LIMITS) as c1,
         ):
             apis = [Api(c0), Api(c1)]
+            await create_accounts(ledger, [c.public_key for c in channels])  # before any payout
             if custody == "fireblocks":  # the sandbox Fireblocks' webhooks reach a server
                 hook = {"webhook_url": f"{server_urls[0]}/webhooks/fireblocks"}
                 answer = await ledger.post("/fireblocks/settings", json=hook)

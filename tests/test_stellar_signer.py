@@ -333,3 +333,81 @@ async def test_sandbox_permanent_failure_codes() -> None:
         o = await with_material(s, order(destination=untrusting.public_key, asset=SANDBOX_USDC))
         failed = await submitted(s, sandbox, o)
         assert isinstance(failed, Failed) and failed.code == "op_no_trust"
+
+
+# --- channel accounts ---------------------------------------------------------------------------
+
+
+async def test_a_channel_is_the_envelope_source_and_the_distribution_account_pays() -> None:
+    channels = [Keypair.random(), Keypair.random()]
+    ledger = ScriptedLedger()
+    for n, channel in enumerate(channels):
+        ledger.accounts[channel.public_key] = Account(channel.public_key, 500 + n, ())
+    s = StellarSigner(
+        SOURCE.secret,
+        ledger,
+        network_passphrase=PASSPHRASE,
+        channel_secrets=[c.secret for c in channels],
+        clock=lambda: T0,
+    )
+    assert s.source_accounts == (channels[0].public_key, channels[1].public_key)
+    assert repr(s) == f"StellarSigner(source={SOURCE.public_key}, channels=2)"
+    update = await s.prepare(order(source_account=channels[1].public_key))
+    env = TransactionEnvelope.from_xdr(update.envelope_xdr or "", PASSPHRASE)
+    tx = env.transaction
+    assert tx.source.account_id == channels[1].public_key
+    assert tx.sequence == update.source_sequence == 502
+    (op,) = tx.operations
+    assert op.source is not None and op.source.account_id == SOURCE.public_key
+    signers = {sig.signature_hint for sig in env.signatures}
+    assert signers == {SOURCE.signature_hint(), channels[1].signature_hint()}
+    # A lane no longer configured falls back to the first one.
+    update = await s.prepare(order(source_account=Keypair.random().public_key))
+    env = TransactionEnvelope.from_xdr(update.envelope_xdr or "", PASSPHRASE)
+    assert env.transaction.source.account_id == channels[0].public_key
+
+
+async def test_without_channels_the_distribution_account_is_the_only_lane() -> None:
+    s = signer(ScriptedLedger())
+    assert s.source_accounts == (SOURCE.public_key,)
+    update = await s.prepare(order(source_account=SOURCE.public_key))
+    env = TransactionEnvelope.from_xdr(update.envelope_xdr or "", PASSPHRASE)
+    assert env.transaction.source.account_id == SOURCE.public_key
+    assert env.transaction.operations[0].source is None
+
+
+def test_bad_channel_secrets_are_config_errors() -> None:
+    channel = Keypair.random()
+    with pytest.raises(ConfigError) as err:
+        StellarSigner(
+            SOURCE.secret,
+            ScriptedLedger(),
+            network_passphrase=PASSPHRASE,
+            channel_secrets=[channel.secret, "SNOTASEED"],
+        )
+    assert str(err.value) == "STELLAR_CHANNEL_SECRETS (entry 2) is not a valid Stellar secret seed"
+    for repeated in ([channel.secret, channel.secret], [SOURCE.secret]):
+        with pytest.raises(ConfigError) as err:
+            StellarSigner(
+                SOURCE.secret,
+                ScriptedLedger(),
+                network_passphrase=PASSPHRASE,
+                channel_secrets=repeated,
+            )
+        assert "repeats an account already used" in str(err.value)
+
+
+async def test_a_missing_channel_account_is_named() -> None:
+    channel = Keypair.random()
+    s = StellarSigner(
+        SOURCE.secret,
+        ScriptedLedger(),
+        network_passphrase=PASSPHRASE,
+        channel_secrets=[channel.secret],
+    )
+    with pytest.raises(PermanentCustodyError) as err:
+        await s.prepare(order(source_account=channel.public_key))
+    assert str(err.value) == (
+        f"The channel account {channel.public_key} does not exist on the ledger; "
+        "create and fund it (tx_no_source_account)"
+    )

@@ -63,8 +63,8 @@ class FireblocksAdapter:
         return "fireblocks"
 
     @property
-    def one_in_flight(self) -> bool:
-        return False  # Fireblocks sequences its own Stellar transactions
+    def source_accounts(self) -> tuple[str, ...]:
+        return ()  # Fireblocks sequences its own Stellar transactions: no limit here
 
     async def prepare(self, order: PayoutOrder) -> PayoutUpdate:
         self._transfer(order)  # refuse what can never be paid before anything is stored

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     trustline_read_timeout_s: float = Field(3.0, gt=0)
     custody_type: Literal["none", "stellar", "fireblocks"] | None = None
     stellar_distribution_secret: SecretStr | None = None
+    stellar_channel_secrets: SecretStr | None = None
     stellar_tx_timeout_s: int = Field(60, ge=5)
     stellar_base_fee: int = Field(100, ge=100)
     assets_file: Path = Path("config/assets.toml")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -167,6 +167,21 @@ def _due(now: datetime) -> Any:
     )
 
 
+def _occupying(adapter: str, other: Any, now: datetime) -> Any:
+    """`other` holds a lane of `adapter`: it is in flight, or claimed and being prepared."""
+    return and_(
+        other.c.adapter == adapter,
+        or_(
+            other.c.state.in_(IN_FLIGHT_STATES),
+            and_(
+                other.c.state.in_((QUEUED, WAITING_TRUST)),
+                other.c.lease_expires_at.is_not(None),
+                other.c.lease_expires_at >= now,
+            ),
+        ),
+    )
+
+
 async def claim_due(
     session: AsyncSession,
     owner: str,
@@ -175,12 +190,17 @@ async def claim_due(
     limit: int,
     *,
     states: Collection[str] = OPEN_STATES,
-    serial_adapters: Collection[str] = (),
+    lanes: Mapping[str, Sequence[str]] | None = None,
 ) -> list[PayoutRow]:
     """Lease up to `limit` due payouts to `owner` and return them (committing is the
-    caller's). Payouts already in flight come first. For an adapter in `serial_adapters`
-    (one source account, one sequence), a payout that has not yet been sent is claimed only
-    while no other payout of that adapter is in flight or leased: at most one at a time."""
+    caller's). Payouts already in flight come first.
+
+    `lanes` maps an adapter whose submissions use sequence numbers to its source accounts
+    (the distribution account, or its channel accounts). Each lane carries one payout at a
+    time: a payout not yet sent is claimed only with a lane no other payout of that adapter
+    occupies (in flight, or claimed), and the lane is written on it (`source_account`).
+    A row from before lanes existed (no `source_account`) occupies the first lane."""
+    lanes = lanes or {}
     query = (
         select(_T.c.id, _T.c.version, _T.c.state, _T.c.adapter)
         .where(_due(now), _T.c.state.in_(list(states)))
@@ -202,7 +222,9 @@ async def claim_due(
         if len(claimed) >= limit:
             break
         conditions = [_T.c.id == pid, _T.c.version == version, _due(now)]
-        if adapter in serial_adapters and state not in IN_FLIGHT_STATES:
+        values: dict[str, Any] = {}
+        adapter_lanes = lanes.get(adapter)
+        if adapter_lanes and state not in IN_FLIGHT_STATES:
             if postgres and adapter not in serial_locked:
                 # Under READ COMMITTED two claims would not see each other's uncommitted
                 # lease; a transaction-scoped advisory lock per adapter serialises them (on
@@ -210,23 +232,22 @@ async def claim_due(
                 await _run(session, select(func.pg_advisory_xact_lock(_lock_key(adapter))))
                 serial_locked.add(adapter)
             other = _T.alias("other")
+            lane_of = func.coalesce(other.c.source_account, adapter_lanes[0])
+            taken = await _run(
+                session,
+                select(lane_of).where(_occupying(adapter, other, now), other.c.id != pid),
+            )
+            used = {str(lane) for (lane,) in taken.all()}
+            free = next((lane for lane in adapter_lanes if lane not in used), None)
+            if free is None:
+                continue  # every lane is busy: the payout waits for one
             busy = (
                 select(other.c.id)
-                .where(
-                    other.c.adapter == adapter,
-                    other.c.id != pid,
-                    or_(
-                        other.c.state.in_(IN_FLIGHT_STATES),
-                        and_(
-                            other.c.state.in_((QUEUED, WAITING_TRUST)),
-                            other.c.lease_expires_at.is_not(None),
-                            other.c.lease_expires_at >= now,
-                        ),
-                    ),
-                )
+                .where(_occupying(adapter, other, now), other.c.id != pid, lane_of == free)
                 .exists()
             )
             conditions.append(~busy)
+            values["source_account"] = free
         result = await _run(
             session,
             update(_T)
@@ -235,6 +256,7 @@ async def claim_due(
                 lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=lease_s),
                 version=_T.c.version + 1,
+                **values,
             ),
         )
         if result.rowcount == 1:

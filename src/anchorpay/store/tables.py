@@ -105,6 +105,7 @@ class PayoutRow(SQLModel, table=True):
     adapter_ref: str | None = None  # Fireblocks: the externalTxId sent (the payout id)
     envelope_xdr: str | None = None  # local signer: stored before submission
     tx_hash: str | None = Field(default=None, index=True, max_length=64)
+    source_account: str | None = Field(default=None, max_length=56)  # the lane (signer)
     source_sequence: int | None = Field(  # Stellar sequence numbers are 64-bit
         default=None, sa_column=Column(BigInteger(), nullable=True)
     )

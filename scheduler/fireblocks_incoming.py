@@ -226,9 +226,9 @@ def add_fireblocks_incoming_job(scheduler: Any, services: JobServices) -> Incomi
     if settings.deposit_info_generator != "custody":
         return None
     from anchorpay.adapters.fireblocks import build_client
-    from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+    from anchorpay.adapters.fireblocks.config import config_of
 
-    config = load_fireblocks_config(settings, services.assets)
+    config = config_of(services)
     incoming = IncomingTransfers(services, config, build_client(config))
     scheduler.add_job(
         one_worker_at_a_time(services, JOB_ID, settings.observer_interval_s, incoming.run_once),

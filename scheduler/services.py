@@ -3,7 +3,7 @@ so tests can pass a small stand-in and no job imports the RPC side."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -11,6 +11,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.domain.assets import AssetList
 from anchorpay.settings import Settings
+
+if TYPE_CHECKING:
+    from anchorpay.adapters.fireblocks.config import FireblocksConfig
 
 
 class JobServices(Protocol):
@@ -22,3 +25,5 @@ class JobServices(Protocol):
     def sessions(self) -> async_sessionmaker[AsyncSession]: ...
     @property
     def ledger(self) -> LedgerClient: ...
+    @property
+    def fireblocks(self) -> FireblocksConfig | None: ...

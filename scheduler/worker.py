@@ -22,12 +22,10 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from anchorpay.adapters.base import CustodyAdapter
-from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.scheduler.services import JobServices
 from anchorpay.scheduler.singleton import release_leases
-from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 
 log = logging.getLogger("anchorpay.worker")
@@ -44,21 +42,18 @@ OPTIONAL_JOBS = (
 )
 
 
-def build_adapter(settings: Settings, ledger: LedgerClient) -> CustodyAdapter | None:
+def build_adapter(services: JobServices) -> CustodyAdapter | None:
     """The configured custody adapter, or None when custody is off (CUSTODY_TYPE=none)."""
-    kind = settings.effective_custody_type
+    kind = services.settings.effective_custody_type
     if kind == "stellar":
         from anchorpay.adapters.stellar_signer import build_stellar_signer
 
-        return build_stellar_signer(settings, ledger)
+        return build_stellar_signer(services.settings, services.ledger)
     if kind == "fireblocks":
-        try:
-            module = importlib.import_module("anchorpay.adapters.fireblocks")
-        except ImportError:
-            log.error("CUSTODY_TYPE=fireblocks but the Fireblocks adapter is not installed")
-            return None
-        adapter: CustodyAdapter = module.build_fireblocks_adapter(settings, ledger)
-        return adapter
+        from anchorpay.adapters.fireblocks import build_fireblocks_adapter
+        from anchorpay.adapters.fireblocks.config import config_of
+
+        return build_fireblocks_adapter(config_of(services), services.ledger)
     return None
 
 
@@ -121,7 +116,7 @@ class Worker:
     ) -> None:
         self.services = services
         self.settings = services.settings
-        self.adapter = adapter or build_adapter(self.settings, services.ledger)
+        self.adapter = adapter or build_adapter(services)
         self.processor: PayoutProcessor | None = None
         if self.adapter is not None:
             completion = Completion(services, run_method=run_method, clock=clock)

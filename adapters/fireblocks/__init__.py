@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from anchorpay.adapters.fireblocks.client import FireblocksClient
     from anchorpay.adapters.fireblocks.config import FireblocksConfig
     from anchorpay.adapters.ledger import LedgerClient
-    from anchorpay.settings import Settings
 
 
 def build_client(config: FireblocksConfig) -> FireblocksClient:
@@ -28,10 +27,8 @@ def build_client(config: FireblocksConfig) -> FireblocksClient:
     )
 
 
-def build_fireblocks_adapter(settings: Settings, ledger: LedgerClient) -> FireblocksAdapter:
-    """The worker's adapter (CUSTODY_TYPE=fireblocks). Raises ConfigError."""
+def build_fireblocks_adapter(config: FireblocksConfig, ledger: LedgerClient) -> FireblocksAdapter:
+    """The worker's adapter (CUSTODY_TYPE=fireblocks)."""
     from anchorpay.adapters.fireblocks.adapter import FireblocksAdapter
-    from anchorpay.adapters.fireblocks.config import load_fireblocks_config
 
-    config = load_fireblocks_config(settings, settings.load_assets())
     return FireblocksAdapter(config, build_client(config), ledger)

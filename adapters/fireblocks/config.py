@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 
 from anchorpay.adapters.fireblocks.auth import KeyFileError, load_private_key, load_public_key
 from anchorpay.domain.assets import AssetList
+from anchorpay.scheduler.services import JobServices
 from anchorpay.settings import ConfigError, Settings
 
 
@@ -44,6 +45,12 @@ class FireblocksConfig:
             if fb == fireblocks_asset:
                 return stellar
         return None
+
+
+def config_of(services: JobServices) -> FireblocksConfig:
+    """The configuration the process loaded at start (`Services.fireblocks`), or, for a
+    caller that built its services by hand, loaded now."""
+    return services.fireblocks or load_fireblocks_config(services.settings, services.assets)
 
 
 def load_fireblocks_config(settings: Settings, assets: AssetList) -> FireblocksConfig:

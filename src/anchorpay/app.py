@@ -127,11 +127,13 @@ def create_app(
         ledger=ledger if ledger is not None else default_ledger(settings),
     )
     sandbox = build_sandbox(settings, assets)
-    fb_config = None
     if settings.effective_custody_type == "fireblocks":
         from anchorpay.adapters.fireblocks.config import load_fireblocks_config
 
-        fb_config = load_fireblocks_config(settings, assets)  # ConfigError now, not at a payout
+        # Read and checked once, here: ConfigError now, not at a payout; the worker, the
+        # webhooks and the incoming poll all use this one.
+        services.fireblocks = load_fireblocks_config(settings, assets)
+    fb_config = services.fireblocks
     fb_sandbox = build_sandbox_fireblocks(settings, sandbox, fb_config)
     hooks = build_fireblocks(services, fb_config) if fb_config is not None else None
 

@@ -13,9 +13,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anchorpay.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from anchorpay.adapters.fireblocks.config import FireblocksConfig
+    from anchorpay.domain.assets import AssetList
 
 EXIT_CONFIG = 2
 log = logging.getLogger("anchorpay")
@@ -118,7 +122,9 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(
+    settings: Settings, assets: AssetList, fireblocks: FireblocksConfig | None
+) -> None:
     from anchorpay.app import default_ledger
     from anchorpay.scheduler.worker import Worker
     from anchorpay.store import migrate
@@ -131,9 +137,10 @@ async def _run_worker(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     services = Services(
         settings=settings,
-        assets=settings.load_assets(),
+        assets=assets,
         sessions=session_factory(engine),
         ledger=default_ledger(settings),
+        fireblocks=fireblocks,
     )
     worker = Worker(services)
     services.wake_worker = worker.wake
@@ -150,11 +157,12 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logging(settings)
     assets = settings.load_assets()
+    fireblocks = None
     if settings.effective_custody_type == "fireblocks":  # one line now, not a failed start
         from anchorpay.adapters.fireblocks.config import load_fireblocks_config
 
-        load_fireblocks_config(settings, assets)
-    asyncio.run(_run_worker(settings))
+        fireblocks = load_fireblocks_config(settings, assets)
+    asyncio.run(_run_worker(settings, assets, fireblocks))
     return 0
 
 

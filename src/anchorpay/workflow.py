@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -29,6 +29,9 @@ from anchorpay.settings import Settings
 from anchorpay.store import payouts
 from anchorpay.store import transactions as repo
 from anchorpay.store.transactions import ConcurrentModification
+
+if TYPE_CHECKING:  # the adapter package is imported only when Fireblocks is configured
+    from anchorpay.adapters.fireblocks.config import FireblocksConfig
 
 log = logging.getLogger("anchorpay.workflow")
 
@@ -59,6 +62,8 @@ class Services:
     ledger: LedgerClient
     wake_worker: Callable[[], None] = field(default=_no_worker)
     custody_deposit_info: CustodyDepositInfo | None = None
+    # CUSTODY_TYPE=fireblocks: the configuration, read and checked once at start.
+    fireblocks: FireblocksConfig | None = None
 
 
 def machine_context(services: Services, now: datetime) -> machine.MachineContext:

@@ -39,7 +39,7 @@ from anchorpay.scheduler.observer import (
     Unmatched,
 )
 from anchorpay.scheduler.services import JobServices
-from anchorpay.scheduler.singleton import one_worker_at_a_time
+from anchorpay.scheduler.singleton import add_periodic_job
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import observer as observer_store
 
@@ -230,14 +230,12 @@ def add_fireblocks_incoming_job(scheduler: Any, services: JobServices) -> Incomi
 
     config = config_of(services)
     incoming = IncomingTransfers(services, config, build_client(config))
-    scheduler.add_job(
-        one_worker_at_a_time(services, JOB_ID, settings.observer_interval_s, incoming.run_once),
-        "interval",
-        seconds=settings.observer_interval_s,
-        id=JOB_ID,
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
-        next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_RUN_DELAY_S),
+    add_periodic_job(
+        scheduler,
+        services,
+        JOB_ID,
+        settings.observer_interval_s,
+        incoming.run_once,
+        first_run_delay_s=FIRST_RUN_DELAY_S,
     )
     return incoming

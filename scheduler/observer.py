@@ -41,7 +41,7 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -58,7 +58,7 @@ from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.scheduler.services import JobServices
-from anchorpay.scheduler.singleton import one_worker_at_a_time
+from anchorpay.scheduler.singleton import add_periodic_job
 from anchorpay.store import observer as store
 
 log = logging.getLogger("anchorpay.observer")
@@ -391,17 +391,14 @@ def add_observer_job(scheduler: Any, services: JobServices) -> PaymentObserver |
     if services.settings.deposit_info_generator == "custody":
         return None
     observer = PaymentObserver(services)
-    interval = services.settings.observer_interval_s
-    scheduler.add_job(
-        one_worker_at_a_time(services, JOB_ID, interval, observer.run_once),
-        "interval",
-        seconds=services.settings.observer_interval_s,
-        id=JOB_ID,
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
-        # The first run waits a moment: the embedded sandbox's Horizon only answers once the
-        # server listens, and a "ledger unavailable" warning at every start is noise.
-        next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_RUN_DELAY_S),
+    # The first run waits a moment: the embedded sandbox's Horizon only answers once the
+    # server listens, and a "ledger unavailable" warning at every start is noise.
+    add_periodic_job(
+        scheduler,
+        services,
+        JOB_ID,
+        services.settings.observer_interval_s,
+        observer.run_once,
+        first_run_delay_s=FIRST_RUN_DELAY_S,
     )
     return observer

@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from anchorpay.scheduler.services import JobServices
@@ -59,6 +59,29 @@ def one_worker_at_a_time(
         return held
 
     return run
+
+
+def add_periodic_job(
+    scheduler: Any,
+    services: JobServices,
+    name: str,
+    interval_s: float,
+    job: Callable[[], Awaitable[Any]],
+    *,
+    first_run_delay_s: float = 0.0,
+) -> None:
+    """Register `job` on an APScheduler scheduler: every `interval_s`, in one worker at a
+    time (its lease), never overlapping itself (`max_instances=1`), missed runs coalesced."""
+    scheduler.add_job(
+        one_worker_at_a_time(services, name, interval_s, job),
+        "interval",
+        seconds=interval_s,
+        id=name,
+        max_instances=1,
+        coalesce=True,
+        replace_existing=True,
+        next_run_time=datetime.now(UTC) + timedelta(seconds=first_run_delay_s),
+    )
 
 
 async def release_leases(services: JobServices, owner: str = PROCESS_OWNER) -> None:

@@ -35,7 +35,7 @@ from tenacity import (
 from anchorpay.adapters.ledger import Account, LedgerNotFound, LedgerUnavailable
 from anchorpay.domain.errors import RpcError
 from anchorpay.domain.statuses import Status
-from anchorpay.scheduler.singleton import one_worker_at_a_time
+from anchorpay.scheduler.singleton import add_periodic_job
 from anchorpay.store import payouts as payout_store
 from anchorpay.store.tables import PayoutRow, TransactionRow
 from anchorpay.workflow import Services, run_method
@@ -239,14 +239,6 @@ def add_trustline_job(scheduler: Any, services: Services) -> None:
     if not settings.custody_enabled and not settings.trustline_poll_manual:
         return  # the business drives request_trust / notify_trust_set itself
     poller = TrustlinePoller(services)
-    interval = settings.trustline_check_interval_s
-    scheduler.add_job(
-        one_worker_at_a_time(services, JOB_ID, interval, poller.run_cycle),
-        "interval",
-        seconds=settings.trustline_check_interval_s,
-        id=JOB_ID,
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
-        next_run_time=datetime.now(UTC),
+    add_periodic_job(
+        scheduler, services, JOB_ID, settings.trustline_check_interval_s, poller.run_cycle
     )

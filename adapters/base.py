@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from anchorpay.adapters.ledger import LedgerClient, LedgerError, LedgerNotFound, LedgerTransaction
 from anchorpay.domain.transaction import StellarTransaction
 
 
@@ -145,3 +146,31 @@ class CustodyAdapter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# --- reading the ledger, for adapters whose payouts land on Stellar -------------------------
+
+
+async def read_trustline(ledger: LedgerClient, account: str, asset: str) -> bool:
+    """Whether `account` can receive `asset` now: native always, a missing account nothing.
+    Raises TransientCustodyError when the ledger cannot be read."""
+    if asset == "stellar:native":
+        return True
+    try:
+        found = await ledger.get_account(account)
+    except LedgerNotFound:
+        return False
+    except LedgerError as exc:
+        raise TransientCustodyError(f"Could not read account {account}: {exc}") from None
+    return found.trusts(asset)
+
+
+async def find_transaction(ledger: LedgerClient, tx_hash: str) -> LedgerTransaction | None:
+    """The transaction `tx_hash` on the ledger, or None when it is not there (yet). Raises
+    TransientCustodyError when the ledger cannot be read."""
+    try:
+        return await ledger.get_transaction(tx_hash)
+    except LedgerNotFound:
+        return None
+    except LedgerError as exc:
+        raise TransientCustodyError(f"Could not look up {tx_hash}: {exc}") from None

@@ -129,15 +129,3 @@ class LedgerClient(Protocol):
     async def latest_ledger(self) -> LatestLedger: ...
 
     async def aclose(self) -> None: ...
-
-
-async def account_trusts(ledger: LedgerClient, account: str, asset: str) -> bool:
-    """Whether `account` can receive `asset` now: native always, a missing account nothing.
-    Other ledger failures propagate (the caller decides whether they are transient)."""
-    if asset == "stellar:native":
-        return True
-    try:
-        found = await ledger.get_account(account)
-    except LedgerNotFound:
-        return False
-    return found.trusts(asset)

@@ -48,6 +48,8 @@ from anchorpay.adapters.base import (
     PermanentCustodyError,
     SubmitOutcome,
     TransientCustodyError,
+    find_transaction,
+    read_trustline,
 )
 from anchorpay.adapters.ledger import (
     LedgerClient,
@@ -55,7 +57,6 @@ from anchorpay.adapters.ledger import (
     LedgerNotFound,
     LedgerUnavailable,
     SubmitResult,
-    account_trusts,
 )
 from anchorpay.settings import ConfigError, Settings
 
@@ -281,12 +282,9 @@ class StellarSigner:
         )
 
     async def _find(self, tx_hash: str) -> Confirmed | Failed | None:
-        try:
-            tx = await self._ledger.get_transaction(tx_hash)
-        except LedgerNotFound:
+        tx = await find_transaction(self._ledger, tx_hash)
+        if tx is None:
             return None
-        except LedgerError as exc:
-            raise TransientCustodyError(f"Could not look up {tx_hash}: {exc}") from None
         if tx.successful:
             return Confirmed(hash=tx.hash, ledger=tx.ledger, record=tx.record)
         return Failed(
@@ -298,10 +296,7 @@ class StellarSigner:
     # --- trustline -------------------------------------------------------------------------
 
     async def check_trustline(self, account: str, asset: str) -> bool:
-        try:
-            return await account_trusts(self._ledger, account, asset)
-        except LedgerError as exc:
-            raise TransientCustodyError(f"Could not read account {account}: {exc}") from None
+        return await read_trustline(self._ledger, account, asset)
 
     async def aclose(self) -> None:
         return None  # the ledger client belongs to the caller

@@ -32,6 +32,8 @@ from anchorpay.adapters.base import (
     PermanentCustodyError,
     SubmitOutcome,
     TransientCustodyError,
+    find_transaction,
+    read_trustline,
 )
 from anchorpay.adapters.fireblocks.client import (
     FireblocksApiError,
@@ -41,7 +43,7 @@ from anchorpay.adapters.fireblocks.client import (
 from anchorpay.adapters.fireblocks.config import FireblocksConfig
 from anchorpay.adapters.fireblocks.models import FAILURES, STATUSES, SUCCESS, FbTransaction
 from anchorpay.adapters.fireblocks.models import TransferRequest as Transfer
-from anchorpay.adapters.ledger import LedgerClient, LedgerError, LedgerNotFound, account_trusts
+from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.adapters.stellar_signer import stellar_amount
 
 log = logging.getLogger("anchorpay.fireblocks")
@@ -121,12 +123,9 @@ class FireblocksAdapter:
     async def _confirmed(self, fb: FbTransaction) -> LookupResult:
         if not fb.tx_hash:
             return Pending(f"Fireblocks transaction {fb.id} is COMPLETED without a txHash yet")
-        try:
-            tx = await self._ledger.get_transaction(fb.tx_hash)
-        except LedgerNotFound:  # Horizon lags behind Fireblocks: look again shortly
+        tx = await find_transaction(self._ledger, fb.tx_hash)
+        if tx is None:  # Horizon lags behind Fireblocks: look again shortly
             return Pending(f"{fb.tx_hash} of Fireblocks transaction {fb.id} not on Horizon yet")
-        except LedgerError as exc:
-            raise TransientCustodyError(f"Could not look up {fb.tx_hash}: {exc}") from None
         if not tx.successful:
             return Failed(
                 f"Fireblocks transaction {fb.id} is COMPLETED but its Stellar transaction "
@@ -136,10 +135,7 @@ class FireblocksAdapter:
         return Confirmed(hash=tx.hash, ledger=tx.ledger, record=tx.record)
 
     async def check_trustline(self, account: str, asset: str) -> bool:
-        try:
-            return await account_trusts(self._ledger, account, asset)
-        except LedgerError as exc:
-            raise TransientCustodyError(f"Could not read account {account}: {exc}") from None
+        return await read_trustline(self._ledger, account, asset)
 
     async def aclose(self) -> None:
         await self.client.aclose()

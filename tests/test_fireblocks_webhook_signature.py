@@ -272,6 +272,18 @@ async def test_jwks_down_is_unavailable(jwks: Any, failure: Any) -> None:
     assert route.call_count == 2
 
 
+async def test_refresh_counts_the_signing_keys_verify_would_use(jwks: Any) -> None:
+    route, _clock, make = jwks
+    assert await make().refresh() == 1  # the EC entry is skipped, as by verify
+    route.return_value = httpx.Response(503, text="down")
+    with pytest.raises(VerifierUnavailable) as caught:
+        await make().refresh()
+    assert str(caught.value) == "ValueError: HTTP 503"
+    with pytest.raises(VerifierUnavailable) as caught:
+        await WebhookVerifier(legacy_key=None, jwks_url=None).refresh()
+    assert str(caught.value) == "no JWKS URL is configured"
+
+
 async def test_cached_key_outlives_a_failed_refresh(jwks: Any) -> None:
     route, clock, make = jwks
     verifier = make(cache_s=60.0)

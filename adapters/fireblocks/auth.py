@@ -35,15 +35,20 @@ class KeyFileError(ValueError):
 
 def load_private_key(path: Path, setting: str = "FIREBLOCKS_SECRET_KEY_FILE") -> RSAPrivateKey:
     """The API user's RSA private key: PEM, PKCS#8 or PKCS#1, unencrypted."""
-    pem = _read(path, setting)
+    return parse_private_key_pem(_read(path, setting), what=f"{setting} {path}")
+
+
+def parse_private_key_pem(pem: bytes, what: str = "the key") -> RSAPrivateKey:
+    """An RSA private key from PEM bytes; KeyFileError `"<what> is not a PEM RSA private
+    key"`."""
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     # ValueError: not PEM / not a key; TypeError: encrypted; UnsupportedAlgorithm: odd key.
     # `from None`: cryptography's own messages are not needed and could quote the input.
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyFileError(f"{setting} {path} is not a PEM RSA private key") from None
+        raise KeyFileError(f"{what} is not a PEM RSA private key") from None
     if not isinstance(key, RSAPrivateKey):  # e.g. an EC or Ed25519 key: valid, wrong type
-        raise KeyFileError(f"{setting} {path} is not a PEM RSA private key")
+        raise KeyFileError(f"{what} is not a PEM RSA private key")
     return key
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from anchorpay.adapters.fireblocks.client import FireblocksClient, FireblocksError
 from anchorpay.adapters.fireblocks.config import FireblocksConfig
 from anchorpay.adapters.fireblocks.models import VaultAccount
-from anchorpay.http import HttpError, make_client
+from anchorpay.adapters.fireblocks.webhook_signature import VerifierUnavailable, WebhookVerifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +88,15 @@ async def _webhook_keys(config: FireblocksConfig, report: Report) -> None:
     if config.webhook_key is not None:
         bits = config.webhook_key.key_size
         report.add("webhook key (legacy)", True, f"RSA {bits}-bit public key parses")
+    # The webhook endpoint's own verifier: the check counts the keys it would use.
+    verifier = WebhookVerifier(
+        legacy_key=None, jwks_url=config.jwks_url, timeout_s=config.timeout_s
+    )
     try:
-        async with make_client(config.jwks_url, config.timeout_s) as http:
-            answer = await http.get(config.jwks_url)  # absolute: no trailing slash added
-        keys = answer.json().get("keys", []) if answer.status_code == 200 else []
-        rsa = [k for k in keys if isinstance(k, dict) and k.get("kty") == "RSA"]
-    except (HttpError, ValueError, AttributeError) as exc:
-        report.add("webhook keys (JWKS)", False, f"{config.jwks_url}: {type(exc).__name__}")
+        count = await verifier.refresh()
+    except VerifierUnavailable as exc:
+        report.add("webhook keys (JWKS)", False, f"{config.jwks_url}: {exc}")
         return
-    if answer.status_code != 200 or not rsa:
-        detail = f"{config.jwks_url}: HTTP {answer.status_code}, {len(rsa)} RSA keys"
-        report.add("webhook keys (JWKS)", False, detail)
-        return
-    report.add("webhook keys (JWKS)", True, f"{config.jwks_url}: {len(rsa)} RSA key(s)")
+    finally:
+        await verifier.aclose()
+    report.add("webhook keys (JWKS)", True, f"{config.jwks_url}: {count} RSA signing key(s)")

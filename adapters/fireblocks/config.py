@@ -16,10 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from anchorpay.adapters.fireblocks.auth import KeyFileError, load_private_key, load_public_key
+from anchorpay.adapters.fireblocks.auth import (
+    KeyFileError,
+    load_private_key,
+    load_public_key,
+    parse_private_key_pem,
+    parse_public_key_pem,
+)
 from anchorpay.domain.assets import AssetList
 from anchorpay.scheduler.services import JobServices
 from anchorpay.settings import ConfigError, Settings
@@ -93,9 +98,7 @@ def _private_key(path: Path | None, sandbox: bool) -> RSAPrivateKey:
         raise ConfigError("FIREBLOCKS_SECRET_KEY_FILE is required when CUSTODY_TYPE=fireblocks")
     from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_API_SECRET_PEM
 
-    key = serialization.load_pem_private_key(SANDBOX_FIREBLOCKS_API_SECRET_PEM.encode(), None)
-    assert isinstance(key, RSAPrivateKey)
-    return key
+    return parse_private_key_pem(SANDBOX_FIREBLOCKS_API_SECRET_PEM.encode())
 
 
 def _webhook_key(path: Path | None, sandbox: bool) -> RSAPublicKey | None:
@@ -105,9 +108,7 @@ def _webhook_key(path: Path | None, sandbox: bool) -> RSAPublicKey | None:
         return None  # the JWKS (Fireblocks-Webhook-Signature) is enough
     from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_WEBHOOK_PUBLIC_PEM
 
-    key = serialization.load_pem_public_key(SANDBOX_FIREBLOCKS_WEBHOOK_PUBLIC_PEM.encode())
-    assert isinstance(key, RSAPublicKey)
-    return key
+    return parse_public_key_pem(SANDBOX_FIREBLOCKS_WEBHOOK_PUBLIC_PEM.encode())
 
 
 def load_asset_mapping(path: Path, assets: AssetList) -> dict[str, str]:

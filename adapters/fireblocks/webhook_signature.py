@@ -106,6 +106,17 @@ class WebhookVerifier:
             return "legacy"
         raise BadSignature("no Fireblocks signature header")
 
+    async def refresh(self) -> int:
+        """Fetch the JWKS now (`anchorpay custody check`): how many signing keys it holds,
+        as `verify` would use them. Raises VerifierUnavailable with the reason."""
+        if self._jwks_url is None:
+            raise VerifierUnavailable("no JWKS URL is configured")
+        async with self._lock:
+            error = await self._fetch(self._clock())
+        if error is not None:
+            raise VerifierUnavailable(error)
+        return len(self._keys)
+
     async def aclose(self) -> None:
         if self._owns_client and self._client is not None:
             await self._client.aclose()
@@ -158,8 +169,9 @@ class WebhookVerifier:
     def _may_refetch(self, now: float) -> bool:
         return self._refetched_at is None or now - self._refetched_at >= MIN_REFETCH_S
 
-    async def _fetch(self, now: float) -> None:
-        """Replace the cached keys with the JWKS; on failure keep them and note the time."""
+    async def _fetch(self, now: float) -> str | None:
+        """Replace the cached keys with the JWKS; on failure keep them, note the time and
+        return why."""
         assert self._client is not None and self._jwks_url is not None
         try:
             response = await self._client.get(self._jwks_url)
@@ -169,12 +181,14 @@ class WebhookVerifier:
             if not keys:
                 raise ValueError("no RSA signing key")
         except (HttpTransportError, ValueError) as exc:
-            log.warning("Fireblocks JWKS fetch failed: %s", type(exc).__name__ + f": {exc}")
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("Fireblocks JWKS fetch failed: %s", reason)
             self._failed_at = now
-            return
+            return reason
         self._keys = keys
         self._fetched_at = now
         self._failed_at = None
+        return None
 
 
 def _verify_legacy(key: RSAPublicKey, value: str, body: bytes) -> None:

@@ -33,7 +33,7 @@ class FaultError(ValueError):
     """A fault request that makes no sense; the message is the sentence shown to the caller."""
 
 
-def _int(body: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+def int_field(body: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise FaultError(f"The field '{key}' must be an integer from {low} to {high}.")
@@ -55,15 +55,15 @@ class Faults:
         kind = body.get("kind")
         if kind not in KINDS:
             raise FaultError(f"The fault kind must be one of: {', '.join(KINDS)}.")
-        count = _int(body, "count", 1, 1, 1000)
+        count = int_field(body, "count", 1, 1, 1000)
         if kind == "drop_next_submission":
             self.drops += count
         elif kind == "gateway_timeout_after_apply":
             self.timeouts_after_apply += count
         elif kind == "delay_inclusion":
-            self.delays.extend([_int(body, "ledgers", 1, 1, 1000)] * count)
+            self.delays.extend([int_field(body, "ledgers", 1, 1, 1000)] * count)
         elif kind == "fail_next":
-            status = _int(body, "status", 503, 400, 599)
+            status = int_field(body, "status", 503, 400, 599)
             route = body.get("route")
             if route is not None and not isinstance(route, str):
                 raise FaultError("The field 'route' must be a string like 'GET /accounts/{id}'.")
@@ -72,7 +72,7 @@ class Faults:
             account = body.get("account")
             if not isinstance(account, str) or not account:
                 raise FaultError("The field 'account' must be a Stellar account id.")
-            self.account_errors[account] = _int(body, "status", 500, 400, 599)
+            self.account_errors[account] = int_field(body, "status", 500, 400, 599)
 
     def clear(self) -> None:
         self.drops = self.timeouts_after_apply = 0

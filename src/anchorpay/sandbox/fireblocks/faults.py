@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from anchorpay.sandbox.faults import FaultError
+from anchorpay.sandbox.faults import FaultError, int_field
 
 KINDS = (
     "unavailable_after_create",
@@ -43,9 +43,7 @@ class FireblocksFaults:
         kind = body.get("kind")
         if kind not in KINDS:
             raise FaultError(f"The fault kind must be one of: {', '.join(KINDS)}.")
-        count = body.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
-            raise FaultError("The field 'count' must be an integer from 1 to 1000.")
+        count = int_field(body, "count", 1, 1, 1000)
         if kind == "slow_answer":
             delay = body.get("delay_s")
             if isinstance(delay, bool) or not isinstance(delay, int | float):

@@ -7,24 +7,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-STATUSES = (
-    "SUBMITTED",
-    "QUEUED",
-    "PENDING_AUTHORIZATION",
-    "PENDING_SIGNATURE",
-    "BROADCASTING",
-    "PENDING_3RD_PARTY_MANUAL_APPROVAL",
-    "PENDING_3RD_PARTY",
-    "CONFIRMING",
-    "PARTIALLY_COMPLETED",
-    "PENDING_AML_SCREENING",
-    "COMPLETED",
-    "CANCELLED",
-    "REJECTED",
-    "BLOCKED",
-    "FAILED",
-)
-FINAL_STATUSES = frozenset({"COMPLETED", "CANCELLED", "REJECTED", "BLOCKED", "FAILED"})
+from anchorpay.adapters.fireblocks.models import FAILURES, SUCCESS
+
+# The wire vocabulary is the client's (docs/fireblocks-wire.md): one list for both sides.
+FINAL_STATUSES = FAILURES | {SUCCESS}
 
 
 class ApiError(Exception):

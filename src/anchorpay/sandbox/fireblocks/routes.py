@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from anchorpay.adapters.fireblocks.models import STATUSES
 from anchorpay.sandbox.fireblocks.auth import Unauthorized, request_uri
 from anchorpay.sandbox.fireblocks.dev_routes import dev_routes
-from anchorpay.sandbox.fireblocks.model import STATUSES, ApiError, bad_request
+from anchorpay.sandbox.fireblocks.model import ApiError, bad_request
 from anchorpay.sandbox.fireblocks.service import MAX_LIST_LIMIT, FireblocksSandbox
 
 Handler = Callable[[Request, bytes], Awaitable[Any]]

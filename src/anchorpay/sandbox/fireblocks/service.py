@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from anchorpay.adapters.fireblocks.models import STATUSES
 from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_API_KEY,
     SANDBOX_FIREBLOCKS_API_SECRET_PEM,
@@ -29,7 +30,7 @@ from anchorpay.sandbox.fireblocks import (
 )
 from anchorpay.sandbox.fireblocks.auth import check_request, load_public_key
 from anchorpay.sandbox.fireblocks.faults import FireblocksFaults
-from anchorpay.sandbox.fireblocks.model import STATUSES, ApiError, FbTransaction, decimal_str
+from anchorpay.sandbox.fireblocks.model import ApiError, FbTransaction, decimal_str
 from anchorpay.sandbox.fireblocks.transfer import TransferRequest, parse_transfer, tag_memo
 from anchorpay.sandbox.fireblocks.vault import IncomingPayment, VaultAccount
 from anchorpay.sandbox.fireblocks.webhooks import (

@@ -19,7 +19,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from anchorpay.adapters.fireblocks.models import STATUSES
 from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_API_KEY,
     SANDBOX_FIREBLOCKS_API_SECRET_PEM,
@@ -383,4 +382,4 @@ def _result_note(answer: Rejected | TxRecord) -> str:
     return f"Stellar result code: {answer.transaction_code}" + (f" ({codes})" if codes else "")
 
 
-__all__ = ["STATUSES", "FireblocksSandbox"]
+__all__ = ["FireblocksSandbox"]

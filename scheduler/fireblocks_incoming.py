@@ -35,6 +35,7 @@ from anchorpay.scheduler.observer import (
     METHOD,
     Apply,
     Credit,
+    Finish,
     PaymentObserver,
     Unmatched,
 )
@@ -135,7 +136,7 @@ class IncomingTransfers:
         )
         return decision.reason
 
-    def _record(self, fb: FbTransaction, decision: Credit | Unmatched) -> Any:
+    def _record(self, fb: FbTransaction, decision: Credit | Unmatched) -> Finish:
         outcome = "credited" if isinstance(decision, Credit) else decision.reason
 
         async def record(session: AsyncSession) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,27 +69,25 @@ class FireblocksWebhooks:
         event = _parse(body)
         if event is None:
             return _answer(400, error="The body must be a JSON object with a 'data' object")
-        event_id, event_type, data = event
-        resource = _text(data.get("id")) or _text(data.get("resourceId"))
-        external = _text(data.get("externalTxId"))
         now = datetime.now(UTC)
+        external = event.external_tx_id
         async with self.services.sessions() as session, session.begin():
             first = await fb_store.record_event(
-                session, event_id, event_type, resource, external, _text(data.get("status")), now
+                session, event.id, event.type, event.resource, external, event.status, now
             )
             nudged = first and external is not None and await payouts.nudge(session, external, now)
         if not first:
             return _answer(200, status="duplicate")
         if nudged:
             self.services.wake_worker()
-        elif resource is not None and external is None:
-            await self._incoming(resource)
+        elif event.resource is not None and external is None:
+            await self._incoming(event.resource)
         log.info(
             "fireblocks webhook %s (%s, %s) for %s: %s",
-            event_id,
-            event_type,
+            event.id,
+            event.type,
             scheme,
-            resource or "-",
+            event.resource or "-",
             "payout nudged" if nudged else "recorded",
         )
         return _answer(200, status="accepted")
@@ -106,21 +105,34 @@ class FireblocksWebhooks:
         return [Route(PATH, self.receive, methods=["POST"])]
 
 
-def _parse(body: bytes) -> tuple[str, str, dict[str, Any]] | None:
-    """(event id, event type, data) of a v2 or v1 event. The v1 shape has no id: the body's
-    SHA-256 stands for it, so an identical redelivery is still recognised."""
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What is kept of an event. Its transaction status is recorded, never acted upon."""
+
+    id: str
+    type: str
+    resource: str | None  # the Fireblocks transaction id
+    external_tx_id: str | None  # our payout id, for an outgoing transfer
+    status: str | None
+
+
+def _parse(body: bytes) -> Event | None:
+    """A v2 or v1 event. The v1 shape has no id: the body's SHA-256 stands for it, so an
+    identical redelivery is still recognised."""
     try:
         event = json.loads(body)
     except ValueError:
         return None
     if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
         return None
-    event_id = _text(event.get("id")) or "sha256:" + hashlib.sha256(body).hexdigest()
-    event_type = _text(event.get("eventType")) or _text(event.get("type")) or "unknown"
-    data: dict[str, Any] = dict(event["data"])
-    if "resourceId" in event and "id" not in data:
-        data["resourceId"] = event["resourceId"]
-    return event_id[:128], event_type, data
+    data = event["data"]
+    return Event(
+        id=(_text(event.get("id")) or "sha256:" + hashlib.sha256(body).hexdigest())[:128],
+        type=_text(event.get("eventType")) or _text(event.get("type")) or "unknown",
+        resource=_text(data.get("id")) or _text(event.get("resourceId")),
+        external_tx_id=_text(data.get("externalTxId")),
+        status=_text(data.get("status")),
+    )
 
 
 def _text(value: Any) -> str | None:

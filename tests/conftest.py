@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.applications import Starlette
 
 from anchorpay.adapters.ledger import (
@@ -149,6 +151,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield template.set(database=name).render_as_string(False)
     finally:
         _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on this test's database (`db_url`), migrated; for repository tests."""
+    from anchorpay.store.db import create_engine, session_factory
+    from anchorpay.store.migrate import upgrade
+
+    if db_url.startswith("sqlite"):
+        await upgrade(db_url)
+    engine = create_engine(db_url)
+    yield session_factory(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -4,27 +4,14 @@ moves only in-flight payouts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import payouts
-from anchorpay.store.db import create_engine, session_factory
-from anchorpay.store.migrate import upgrade
 from test_payouts_store import T0, Intent, force_state, record
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if db_url.startswith("sqlite"):
-        await upgrade(db_url)
-    engine = create_engine(db_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def test_an_event_is_recorded_once(sessions: async_sessionmaker[AsyncSession]) -> None:

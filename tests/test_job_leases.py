@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +19,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.scheduler.singleton import lease_ttl, one_worker_at_a_time, release_leases
 from anchorpay.store import job_leases
-from anchorpay.store.db import create_engine, session_factory
-from anchorpay.store.migrate import upgrade
 from process_fixtures import Workers, sandbox_server
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -41,12 +38,8 @@ class Clock:
 
 
 @pytest.fixture
-async def services(db_url: str) -> AsyncIterator[Services]:
-    if db_url.startswith("sqlite"):
-        await upgrade(db_url)
-    engine = create_engine(db_url)
-    yield Services(session_factory(engine))
-    await engine.dispose()
+def services(sessions: async_sessionmaker[AsyncSession]) -> Services:
+    return Services(sessions)
 
 
 def job(runs: list[str], who: str) -> object:

@@ -5,27 +5,14 @@ PostgreSQL. Before, the second insert failed with a unique violation and a trace
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.store import observer as store
-from anchorpay.store.db import create_engine, session_factory
-from anchorpay.store.migrate import upgrade
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if db_url.startswith("sqlite"):
-        await upgrade(db_url)
-    engine = create_engine(db_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def test_two_first_writes_at_once_both_succeed(

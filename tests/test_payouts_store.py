@@ -4,7 +4,6 @@ leases, the one-in-flight rule, conditional writes; and the retry backoff."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,16 +33,6 @@ class Intent:  # the fields of domain.machine.PayoutIntent the store reads
     memo_type: str | None = None
     refund_fee: str | None = None
     wait_for_trust: bool = False
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """SQLite, and PostgreSQL when ANCHORPAY_TEST_POSTGRES_URL is set (conftest's db_url)."""
-    if db_url.startswith("sqlite"):
-        await upgrade(db_url)
-    engine = create_engine(db_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def record(

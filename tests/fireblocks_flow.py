@@ -4,18 +4,17 @@ HTTP on a real port; user payments with memos; and what the ledger and Fireblock
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from stellar_sdk import Asset, IdMemo, Keypair, TransactionBuilder
+from stellar_sdk import Keypair
 
-from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET, SANDBOX_NETWORK_PASSPHRASE
+from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
 from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
-from payout_fixtures import USDC, Env, running_app
+from payout_fixtures import Env, running_app
 
 VAULT = SANDBOX_FIREBLOCKS_VAULT_ACCOUNT
 FB_FAST = {
@@ -57,43 +56,9 @@ async def webhooks(env: Env) -> list[dict[str, Any]]:
     return events
 
 
-async def pay(
-    env: Env,
-    source: Keypair,
-    destination: str,
-    amount: str,
-    asset: str = USDC,
-    memo_id: int | None = None,
-) -> str:
-    """A payment on the sandbox ledger (ledgers closed until it is answered)."""
-    account = (await env.ledger.get(f"/horizon/accounts/{source.public_key}")).json()
-    from stellar_sdk import Account
-
-    builder = TransactionBuilder(
-        Account(source.public_key, int(account["sequence"])),
-        SANDBOX_NETWORK_PASSPHRASE,
-        base_fee=100,
-    )
-    sdk_asset = Asset.native() if asset == "stellar:native" else Asset(*asset.split(":")[1:])
-    builder.append_payment_op(destination, sdk_asset, amount).set_timeout(300)
-    if memo_id is not None:
-        builder.add_memo(IdMemo(memo_id))
-    envelope = builder.build()
-    envelope.sign(source)
-    submit = asyncio.create_task(
-        env.ledger.post("/horizon/transactions", data={"tx": envelope.to_xdr()})
-    )
-    while not submit.done():
-        await env.close_ledger()
-        await asyncio.sleep(0.02)
-    response = submit.result()
-    assert response.status_code == 200, response.text
-    return str(response.json()["hash"])
-
-
 async def give_usdc(env: Env, user: Keypair, amount: str) -> None:
     """The user's USDC, straight from the sandbox's distribution account."""
-    await pay(env, Keypair.from_secret(SANDBOX_DISTRIBUTION_SECRET), user.public_key, amount)
+    await env.pay(Keypair.from_secret(SANDBOX_DISTRIBUTION_SECRET), user.public_key, amount)
 
 
 async def vault_payments_to(env: Env, account: str) -> list[tuple[str, Decimal]]:

@@ -13,9 +13,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from stellar_sdk import Asset, Keypair, TransactionBuilder
+from stellar_sdk import Account, Asset, IdMemo, Keypair, TransactionBuilder
 
-from anchorpay.sandbox import SANDBOX_DISTRIBUTION_ACCOUNT, SANDBOX_NETWORK_PASSPHRASE
+from anchorpay.sandbox import (
+    SANDBOX_DISTRIBUTION_ACCOUNT,
+    SANDBOX_DISTRIBUTION_SECRET,
+    SANDBOX_NETWORK_PASSPHRASE,
+)
 from anchorpay.settings import Settings
 from sandbox_fixtures import free_port
 
@@ -116,33 +120,58 @@ class Env:
         records = response.json()["_embedded"]["records"]
         return [r for r in records if r.get("to") == account and r["transaction_successful"]]
 
+    async def pay(
+        self,
+        source: Keypair,
+        destination: str,
+        amount: str,
+        asset: str = USDC,
+        memo_id: int | None = None,
+    ) -> str:
+        """A payment on the sandbox ledger, signed by `source`; returns its hash."""
+
+        def ops(builder: TransactionBuilder) -> None:
+            builder.append_payment_op(destination, _sdk_asset(asset), amount)
+            if memo_id is not None:
+                builder.add_memo(IdMemo(memo_id))
+
+        return await submit_signed(self.ledger, source, ops, self.close_ledger)
+
     async def pay_distribution(self, payer: Keypair, amount: str, asset: str = USDC) -> str:
         """The user's on-ledger payment to the distribution account (a withdrawal)."""
-        account = (await self.ledger.get(f"/horizon/accounts/{payer.public_key}")).json()
-        code, issuer = asset.split(":")[1:]
-        builder = TransactionBuilder(
-            _SdkAccount(payer.public_key, int(account["sequence"])),
-            SANDBOX_NETWORK_PASSPHRASE,
-            base_fee=100,
-        )
-        builder.append_payment_op(DIST, Asset(code, issuer), amount).set_timeout(300)
-        envelope = builder.build()
-        envelope.sign(payer)
-        submit = asyncio.create_task(
-            self.ledger.post("/horizon/transactions", data={"tx": envelope.to_xdr()})
-        )
-        while not submit.done():
-            await self.close_ledger()
-            await asyncio.sleep(0.02)
-        response = submit.result()
-        assert response.status_code == 200, response.text
-        return str(response.json()["hash"])
+        return await self.pay(payer, DIST, amount, asset)
 
 
-def _SdkAccount(account_id: str, sequence: int) -> Any:
-    from stellar_sdk import Account
+def _sdk_asset(asset: str) -> Asset:
+    return Asset.native() if asset == XLM else Asset(*asset.split(":")[1:])
 
-    return Account(account_id, sequence)
+
+async def submit_signed(
+    ledger: httpx.AsyncClient,
+    source: Keypair,
+    add_ops: Callable[[TransactionBuilder], None],
+    close_ledger: Callable[[], Awaitable[None]] | None = None,
+) -> str:
+    """Build a transaction of `source` (its next sequence, operations from `add_ops`), sign
+    it and submit it through the sandbox's Horizon (`ledger`: a client of /sandbox), closing
+    ledgers by hand meanwhile when `close_ledger` is given. Returns the hash."""
+    account = (await ledger.get(f"/horizon/accounts/{source.public_key}")).json()
+    builder = TransactionBuilder(
+        Account(source.public_key, int(account["sequence"])), SANDBOX_NETWORK_PASSPHRASE, 100
+    )
+    add_ops(builder)
+    envelope = builder.set_timeout(300).build()
+    envelope.sign(source)
+    submit = asyncio.create_task(
+        ledger.post("/horizon/transactions", data={"tx": envelope.to_xdr()})
+    )
+    while not submit.done():
+        if close_ledger is not None:
+            await close_ledger()
+        await asyncio.sleep(0.02)
+    response = submit.result()
+    assert response.status_code == 200, response.text
+    return str(response.json()["hash"])
 
 
 @contextlib.asynccontextmanager
@@ -224,26 +253,12 @@ async def create_accounts(
     xlm: str = "50",
 ) -> None:
     """Create `accounts` (chosen keys, e.g. channel accounts) on the sandbox with one
-    CreateAccount each from the distribution account. `ledger` is a client of the sandbox's
-    /sandbox routes; `close_ledger` closes ledgers by hand while waiting, when given."""
+    CreateAccount each from the distribution account."""
     if not accounts:
         return
-    from stellar_sdk import Account
 
-    from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
+    def ops(builder: TransactionBuilder) -> None:
+        for account in accounts:
+            builder.append_create_account_op(account, xlm)
 
-    dist = Keypair.from_secret(SANDBOX_DISTRIBUTION_SECRET)
-    sequence = int((await ledger.get(f"/horizon/accounts/{DIST}")).json()["sequence"])
-    builder = TransactionBuilder(Account(DIST, sequence), SANDBOX_NETWORK_PASSPHRASE, 100)
-    for account in accounts:
-        builder.append_create_account_op(account, xlm)
-    envelope = builder.set_timeout(300).build()
-    envelope.sign(dist)
-    submit = asyncio.create_task(
-        ledger.post("/horizon/transactions", data={"tx": envelope.to_xdr()})
-    )
-    while not submit.done():
-        if close_ledger is not None:
-            await close_ledger()
-        await asyncio.sleep(0.02)
-    assert submit.result().status_code == 200, submit.result().text
+    await submit_signed(ledger, Keypair.from_secret(SANDBOX_DISTRIBUTION_SECRET), ops, close_ledger)

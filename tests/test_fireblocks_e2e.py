@@ -16,7 +16,6 @@ from fireblocks_flow import (
     fb_transactions,
     fireblocks_app,
     give_usdc,
-    pay,
     vault_payments_to,
     webhooks,
 )
@@ -97,7 +96,7 @@ async def test_custody_withdrawal_is_credited_then_refunded_partly_and_fully(
         assert asked["destination_account"] == VAULT
         assert asked["memo_type"] == "id" and asked["memo"].isdigit()
 
-        paid = await pay(env, user, VAULT, "10", memo_id=int(asked["memo"]))
+        paid = await env.pay(user, VAULT, "10", memo_id=int(asked["memo"]))
         assert await env.until_status(tx_id, "pending_anchor") == "pending_anchor"
         tx = await env.tx(tx_id)
         assert tx["message"] == "Received an incoming payment"
@@ -314,7 +313,7 @@ async def test_incoming_transfer_without_webhooks_is_found_by_the_poll(tmp_path:
             "fee_details": {"total": "1", "asset": USDC},
         }
         asked = await env.ok("request_onchain_funds", params)
-        paid = await pay(env, user, VAULT, "9.5", memo_id=int(asked["memo"]))
+        paid = await env.pay(user, VAULT, "9.5", memo_id=int(asked["memo"]))
         assert await env.until_status(tx_id, "pending_anchor") == "pending_anchor"
         tx = await env.tx(tx_id)
         assert tx["message"] == (

@@ -262,3 +262,26 @@ async def create_accounts(
             builder.append_create_account_op(account, xlm)
 
     await submit_signed(ledger, Keypair.from_secret(SANDBOX_DISTRIBUTION_SECRET), ops, close_ledger)
+
+
+async def create_withdrawal(
+    client: httpx.AsyncClient, source_account: str | None = None, asset: str = USDC
+) -> dict[str, Any]:
+    """`POST /transactions`: a SEP-24 withdrawal of `asset`; returns the created record."""
+    body: dict[str, Any] = {"sep": "24", "kind": "withdrawal", "amount_expected": {"asset": asset}}
+    if source_account is not None:
+        body["source_account"] = source_account
+    created = await client.post("/transactions", json=body)
+    assert created.status_code == 201, created.text
+    record: dict[str, Any] = created.json()
+    return record
+
+
+def onchain_funds_params(tx_id: str, asset: str = USDC) -> dict[str, Any]:
+    """`request_onchain_funds` for a withdrawal: 10 of `asset` in (1 fee), 9 USD out."""
+    return {
+        "transaction_id": tx_id,
+        "amount_in": {"amount": "10", "asset": asset},
+        "amount_out": {"amount": "9", "asset": USD},
+        "fee_details": {"total": "1", "asset": asset},
+    }

@@ -19,7 +19,13 @@ from fireblocks_flow import (
     vault_payments_to,
     webhooks,
 )
-from payout_fixtures import USDC, Env, funded_deposit
+from payout_fixtures import (
+    USDC,
+    Env,
+    create_withdrawal,
+    funded_deposit,
+    onchain_funds_params,
+)
 
 
 async def completed_once(env: Env, tx_id: str, account: str) -> dict[str, object]:
@@ -73,25 +79,8 @@ async def test_custody_withdrawal_is_credited_then_refunded_partly_and_fully(
     ) as env:
         user = await env.account()
         await give_usdc(env, user, "10")
-        created = await env.client.post(
-            "/transactions",
-            json={
-                "sep": "24",
-                "kind": "withdrawal",
-                "amount_expected": {"asset": USDC},
-                "source_account": user.public_key,
-            },
-        )
-        tx_id = created.json()["id"]
-        asked = await env.ok(
-            "request_onchain_funds",
-            {
-                "transaction_id": tx_id,
-                "amount_in": {"amount": "10", "asset": USDC},
-                "amount_out": {"amount": "9", "asset": "iso4217:USD"},
-                "fee_details": {"total": "1", "asset": USDC},
-            },
-        )
+        tx_id = (await create_withdrawal(env.client, user.public_key))["id"]
+        asked = await env.ok("request_onchain_funds", onchain_funds_params(tx_id))
         assert asked["status"] == "pending_user_transfer_start"
         assert asked["destination_account"] == VAULT
         assert asked["memo_type"] == "id" and asked["memo"].isdigit()
@@ -301,18 +290,8 @@ async def test_incoming_transfer_without_webhooks_is_found_by_the_poll(tmp_path:
         await fb_fault(env, kind="drop_webhooks", count=1000)
         user = await env.account()
         await give_usdc(env, user, "10")
-        created = await env.client.post(
-            "/transactions",
-            json={"sep": "24", "kind": "withdrawal", "amount_expected": {"asset": USDC}},
-        )
-        tx_id = created.json()["id"]
-        params = {
-            "transaction_id": tx_id,
-            "amount_in": {"amount": "10", "asset": USDC},
-            "amount_out": {"amount": "9", "asset": "iso4217:USD"},
-            "fee_details": {"total": "1", "asset": USDC},
-        }
-        asked = await env.ok("request_onchain_funds", params)
+        tx_id = (await create_withdrawal(env.client))["id"]
+        asked = await env.ok("request_onchain_funds", onchain_funds_params(tx_id))
         paid = await env.pay(user, VAULT, "9.5", memo_id=int(asked["memo"]))
         assert await env.until_status(tx_id, "pending_anchor") == "pending_anchor"
         tx = await env.tx(tx_id)

@@ -22,7 +22,7 @@ from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_WEBHOOK_PRIVATE_PEM,
 )
 from anchorpay.store.fireblocks_tables import FireblocksEventRow
-from payout_fixtures import USDC, app_settings
+from payout_fixtures import app_settings, create_withdrawal, onchain_funds_params
 
 KEY = serialization.load_pem_private_key(SANDBOX_FIREBLOCKS_WEBHOOK_PRIVATE_PEM.encode(), None)
 assert isinstance(KEY, RSAPrivateKey)
@@ -125,17 +125,9 @@ async def test_deposit_address_with_fireblocks_down_is_a_clear_error(tmp_path: P
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://anchorpay") as c:
-            created = await c.post(
-                "/transactions",
-                json={"sep": "24", "kind": "withdrawal", "amount_expected": {"asset": USDC}},
-            )
-            tx_id = created.json()["id"]
-            params = {
-                "transaction_id": tx_id,
-                "amount_in": {"amount": "10", "asset": USDC},
-                "amount_out": {"amount": "9", "asset": "iso4217:USD"},
-                "fee_details": {"total": "1", "asset": USDC},
-            }
+            created = await create_withdrawal(c)
+            tx_id = created["id"]
+            params = onchain_funds_params(tx_id)
             body = {"jsonrpc": "2.0", "id": 1, "method": "request_onchain_funds", "params": params}
             answer = (await c.post("/", json=body)).json()
             assert answer["error"] == {
@@ -143,7 +135,7 @@ async def test_deposit_address_with_fireblocks_down_is_a_clear_error(tmp_path: P
                 "code": -32603,
                 "message": "Failed to get a deposit address from Fireblocks; retry the request",
             }
-            assert (await c.get(f"/transactions/{tx_id}")).json() == created.json()
+            assert (await c.get(f"/transactions/{tx_id}")).json() == created
             # With custody deposit addresses the custodian reports incoming payments.
             observer = (await c.get("/health")).json()["observer"]
             assert observer == {"healthy": True, "status": "off", "stall_after_s": 300.0}

@@ -9,7 +9,17 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-from payout_fixtures import DIST, USDC, XLM, Env, create_accounts, funded_deposit, running_app
+from payout_fixtures import (
+    DIST,
+    USDC,
+    XLM,
+    Env,
+    create_accounts,
+    create_withdrawal,
+    funded_deposit,
+    onchain_funds_params,
+    running_app,
+)
 
 
 async def assert_one_payment(
@@ -61,26 +71,8 @@ async def withdrawal_with_funds(env: Env, user_secret_kp: object) -> str:
     from stellar_sdk import Keypair
 
     assert isinstance(user_secret_kp, Keypair)
-    created = await env.client.post(
-        "/transactions",
-        json={
-            "sep": "24",
-            "kind": "withdrawal",
-            "amount_expected": {"asset": USDC},
-            "source_account": user_secret_kp.public_key,
-        },
-    )
-    assert created.status_code == 201, created.text
-    tx_id: str = created.json()["id"]
-    await env.ok(
-        "request_onchain_funds",
-        {
-            "transaction_id": tx_id,
-            "amount_in": {"amount": "10", "asset": USDC},
-            "amount_out": {"amount": "9", "asset": "iso4217:USD"},
-            "fee_details": {"total": "1", "asset": USDC},
-        },
-    )
+    tx_id: str = (await create_withdrawal(env.client, user_secret_kp.public_key))["id"]
+    await env.ok("request_onchain_funds", onchain_funds_params(tx_id))
     paid = await env.pay_distribution(user_secret_kp, "10")
     result = await env.ok(
         "notify_onchain_funds_received",

@@ -166,24 +166,29 @@ def test_custody_deposit_info_needs_fireblocks() -> None:
     )
 
 
-def test_the_server_refuses_to_start_with_a_bad_mapping(tmp_path: Path) -> None:
-    custody = write(tmp_path, "custody.toml", MAPPINGS + '"stellar:native" = "XLM"\n')
-    env = {
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`anchorpay <args>` as a process, in an empty folder, with `env` on top."""
+    full = {
         **os.environ,
         "CUSTODY_TYPE": "fireblocks",
-        "CUSTODY_FILE": str(custody),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db",
         "ANCHORPAY_CONFIG_DIR": str(CONFIG_DIR),
         "ASSETS_FILE": str(CONFIG_DIR / "assets.toml"),
+        **env,
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "anchorpay.cli", "serve", "--port", "1"],
-        env=env,
+    return subprocess.run(
+        [sys.executable, "-m", "anchorpay.cli", *args],
+        env=full,
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
     )
+
+
+def test_the_server_refuses_to_start_with_a_bad_mapping(tmp_path: Path) -> None:
+    custody = write(tmp_path, "custody.toml", MAPPINGS + '"stellar:native" = "XLM"\n')
+    done = run_cli(tmp_path, "serve", "--port", "1", CUSTODY_FILE=str(custody))
     assert done.returncode == 2
     assert done.stderr == (
         f"anchorpay: custody file {custody}: [fireblocks.asset_mappings] has no Fireblocks "
@@ -192,23 +197,12 @@ def test_the_server_refuses_to_start_with_a_bad_mapping(tmp_path: Path) -> None:
 
 
 def test_the_worker_refuses_to_start_without_credentials(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "STELLAR_NETWORK": "testnet",
-        "CUSTODY_TYPE": "fireblocks",
-        "FIREBLOCKS_API_KEY": "k",
-        "FIREBLOCKS_VAULT_ACCOUNT_ID": "0",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db",
-        "ANCHORPAY_CONFIG_DIR": str(CONFIG_DIR),
-        "ASSETS_FILE": str(CONFIG_DIR / "assets.toml"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "anchorpay.cli", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+    done = run_cli(
+        tmp_path,
+        "worker",
+        STELLAR_NETWORK="testnet",
+        FIREBLOCKS_API_KEY="k",
+        FIREBLOCKS_VAULT_ACCOUNT_ID="0",
     )
     assert done.returncode == 2
     assert done.stderr == (

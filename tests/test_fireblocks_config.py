@@ -63,6 +63,20 @@ def test_production_config_is_read_and_trimmed(tmp_path: Path) -> None:
     assert config.asset_ids == {"stellar:native": "XLM", USDC: "USDC_XLM"}
     assert config.webhook_key is None
     assert "api-key" not in repr(config)
+    assert config.stellar_asset("USDC_XLM") == USDC and config.stellar_asset("ETH") is None
+
+
+def test_the_jwks_url_and_the_base_url_are_configurable(tmp_path: Path) -> None:
+    config = load_fireblocks_config(
+        prod(
+            tmp_path,
+            fireblocks_base_url="https://eu.fireblocks.test/",
+            fireblocks_webhook_jwks_url="https://eu-keys.fireblocks.test/jwks.json",
+        ),
+        ASSETS,
+    )
+    assert config.base_url == "https://eu.fireblocks.test"
+    assert config.jwks_url == "https://eu-keys.fireblocks.test/jwks.json"
 
 
 @pytest.mark.parametrize(

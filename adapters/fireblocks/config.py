@@ -41,10 +41,6 @@ class FireblocksConfig:
     jwks_url: str
     timeout_s: float
 
-    def fireblocks_asset(self, stellar_asset: str) -> str:
-        """Checked at start for every configured Stellar asset, so a miss is a bug."""
-        return self.asset_ids[stellar_asset]
-
     def stellar_asset(self, fireblocks_asset: str) -> str | None:
         for stellar, fb in self.asset_ids.items():
             if fb == fireblocks_asset:

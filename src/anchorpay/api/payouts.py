@@ -31,7 +31,6 @@ def _ts(value: datetime | None) -> str | None:
 
 
 def payout_view(row: PayoutRow) -> dict[str, Any]:
-    ts = _ts
     return {
         "id": row.id,
         "transaction_id": row.transaction_id,
@@ -47,13 +46,13 @@ def payout_view(row: PayoutRow) -> dict[str, Any]:
         "attempts": row.attempts,
         "polls": row.polls,
         "last_error": row.last_error,
-        "next_attempt_at": ts(row.next_attempt_at),
+        "next_attempt_at": _ts(row.next_attempt_at),
         "adapter": row.adapter,
         "tx_hash": row.tx_hash,
         "ledger": row.ledger,
-        "valid_until": ts(row.valid_until),
-        "created_at": ts(row.created_at),
-        "updated_at": ts(row.updated_at),
+        "valid_until": _ts(row.valid_until),
+        "created_at": _ts(row.created_at),
+        "updated_at": _ts(row.updated_at),
     }
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from stellar_sdk import Keypair
 
 from fireblocks_flow import (
     VAULT,
@@ -26,6 +29,17 @@ from payout_fixtures import (
     funded_deposit,
     onchain_funds_params,
 )
+
+
+async def pay_deposit(env: Env, **fault: Any) -> tuple[Keypair, str]:
+    """A new user's funded deposit, with a sandbox Fireblocks fault injected first when
+    given, and `do_stellar_payment` applied. Returns the user and the transaction id."""
+    user = await env.account()
+    tx_id = await funded_deposit(env, user.public_key)
+    if fault:
+        await fb_fault(env, **fault)
+    await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+    return user, tx_id
 
 
 async def completed_once(env: Env, tx_id: str, account: str) -> dict[str, object]:
@@ -116,45 +130,28 @@ async def test_custody_withdrawal_is_credited_then_refunded_partly_and_fully(
         assert [p["id"] for p in tx["refunds"]["payments"]] == [p1["tx_hash"], p2["tx_hash"]]
 
 
-async def test_a_503_after_the_create_is_adopted_not_paid_again(tmp_path: Path) -> None:
-    async with fireblocks_app(tmp_path) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await fb_fault(env, kind="unavailable_after_create", count=1)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+@pytest.mark.parametrize(
+    ("settings", "fault", "attempts"),
+    [
+        ({}, {"kind": "unavailable_after_create"}, 2),  # the create, then its lost answer
+        ({"fireblocks_timeout_s": 0.3}, {"kind": "slow_answer", "delay_s": 1.5}, 2),
+        ({}, {"kind": "rate_limited", "count": 2}, 3),  # two refused creates, then one
+    ],
+    ids=["503-after-create", "timeout", "429-twice"],
+)
+async def test_an_unknown_create_outcome_is_adopted_not_paid_again(
+    tmp_path: Path, settings: dict[str, Any], fault: dict[str, Any], attempts: int
+) -> None:
+    async with fireblocks_app(tmp_path, **settings) as env:
+        user, tx_id = await pay_deposit(env, **fault)
         assert await env.until_status(tx_id, "completed") == "completed"
         payout = await completed_once(env, tx_id, user.public_key)
-        assert payout["attempts"] == 2  # the create, then its lost answer
-
-
-async def test_a_timeout_is_adopted_not_paid_again(tmp_path: Path) -> None:
-    async with fireblocks_app(tmp_path, fireblocks_timeout_s=0.3) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await fb_fault(env, kind="slow_answer", count=1, delay_s=1.5)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
-        assert await env.until_status(tx_id, "completed") == "completed"
-        payout = await completed_once(env, tx_id, user.public_key)
-        assert payout["attempts"] == 2  # the create whose answer timed out, then adopted
-
-
-async def test_rate_limiting_is_retried(tmp_path: Path) -> None:
-    async with fireblocks_app(tmp_path) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await fb_fault(env, kind="rate_limited", count=2)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
-        assert await env.until_status(tx_id, "completed") == "completed"
-        payout = await completed_once(env, tx_id, user.public_key)
-        assert payout["attempts"] == 3
+        assert payout["attempts"] == attempts
 
 
 async def test_lost_webhooks_are_made_up_for_by_polling(tmp_path: Path) -> None:
     async with fireblocks_app(tmp_path) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await fb_fault(env, kind="drop_webhooks", count=100)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+        user, tx_id = await pay_deposit(env, kind="drop_webhooks", count=100)
         assert await env.until_status(tx_id, "completed") == "completed"
         await completed_once(env, tx_id, user.public_key)
         assert {e["delivery"] for e in await webhooks(env)} == {"dropped"}
@@ -197,9 +194,7 @@ async def test_webhooks_replayed_and_out_of_order_change_nothing(
     tmp_path: Path, db_url: str
 ) -> None:
     async with fireblocks_app(tmp_path, database_url=db_url) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+        user, tx_id = await pay_deposit(env)
         assert await env.until_status(tx_id, "completed") == "completed"
         before = await completed_once(env, tx_id, user.public_key)
         events = [e for e in await webhooks(env) if e["delivery"] == "delivered"]
@@ -225,36 +220,35 @@ async def test_webhooks_replayed_and_out_of_order_change_nothing(
 
 
 async def test_completed_before_submitted_completes_once(tmp_path: Path) -> None:
-    """Events delivered newest first: each only nudges, so the payout follows Fireblocks'
-    authoritative state and completes once."""
-    async with fireblocks_app(tmp_path) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await fb_fault(env, kind="drop_webhooks", count=100)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+    """Webhooks lost, then delivered newest first. The worker's next poll is half a minute
+    away, so it is the first replayed event (COMPLETED) that makes it look, and each event
+    only nudges: the payout follows Fireblocks' state and completes once."""
+    slow_polls = {"payout_retry_base_s": 30.0, "payout_poll_max_s": 60.0}
+    async with fireblocks_app(tmp_path, **slow_polls) as env:
+        user, tx_id = await pay_deposit(env, kind="drop_webhooks", count=100)
+
+        async def accepted() -> bool:
+            return [p["state"] for p in await env.payouts(tx_id)] == ["submitted"]
+
+        await env.drive(accepted)
         (payout,) = await env.payouts(tx_id)
+        (transfer,) = await fb_transactions(env, payout["id"])
 
         async def fb_completed() -> bool:
-            found = await fb_transactions(env, payout["id"])
-            return bool(found) and found[0]["status"] == "COMPLETED"
+            return (await fb_transactions(env, payout["id"]))[0]["status"] == "COMPLETED"
 
         await env.drive(fb_completed)
-        events = [
-            e
-            for e in await webhooks(env)
-            if e["resourceId"] == (await fb_transactions(env, payout["id"]))[0]["id"]
-        ]
+        assert (await env.payouts(tx_id))[0]["state"] == "submitted"  # no poll came yet
+        events = [e for e in await webhooks(env) if e["resourceId"] == transfer["id"]]
+        assert [e["status"] for e in events][-1] == "COMPLETED"
         assert await replay(env, list(reversed(events))) == [200] * len(events)
-        assert await env.until_status(tx_id, "completed") == "completed"
+        assert await env.until_status(tx_id, "completed", timeout_s=10) == "completed"
         await completed_once(env, tx_id, user.public_key)
 
 
 async def test_a_forged_webhook_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     async with fireblocks_app(tmp_path) as env:
-        user = await env.account()
-        tx_id = await funded_deposit(env, user.public_key)
-        await fb_fault(env, kind="drop_webhooks", count=100)
-        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+        user, tx_id = await pay_deposit(env, kind="drop_webhooks", count=100)
         assert await env.until_status(tx_id, "completed") == "completed"
         event = (await webhooks(env))[-1]
         body = json.loads(str(event["body"]))

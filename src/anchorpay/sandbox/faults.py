@@ -40,6 +40,16 @@ def int_field(body: dict[str, Any], key: str, default: int, low: int, high: int)
     return value
 
 
+def kind_and_count(body: Any, kinds: tuple[str, ...]) -> tuple[str, int]:
+    """The `kind` (one of `kinds`) and `count` (1 to 1000, default 1) of a fault body."""
+    if not isinstance(body, dict):
+        raise FaultError("The body must be a JSON object with a 'kind'.")
+    kind = body.get("kind")
+    if kind not in kinds:
+        raise FaultError(f"The fault kind must be one of: {', '.join(kinds)}.")
+    return str(kind), int_field(body, "count", 1, 1, 1000)
+
+
 @dataclass(slots=True)
 class Faults:
     drops: int = 0
@@ -50,12 +60,7 @@ class Faults:
 
     def add(self, body: Any) -> None:
         """Record a fault from a request body. Raises FaultError with an exact sentence."""
-        if not isinstance(body, dict):
-            raise FaultError("The body must be a JSON object with a 'kind'.")
-        kind = body.get("kind")
-        if kind not in KINDS:
-            raise FaultError(f"The fault kind must be one of: {', '.join(KINDS)}.")
-        count = int_field(body, "count", 1, 1, 1000)
+        kind, count = kind_and_count(body, KINDS)
         if kind == "drop_next_submission":
             self.drops += count
         elif kind == "gateway_timeout_after_apply":

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from anchorpay.sandbox.faults import FaultError, int_field
+from anchorpay.sandbox.faults import FaultError, kind_and_count
 
 KINDS = (
     "unavailable_after_create",
@@ -38,12 +38,7 @@ class FireblocksFaults:
 
     def add(self, body: Any) -> None:
         """Record a fault from a request body. Raises FaultError with an exact sentence."""
-        if not isinstance(body, dict):
-            raise FaultError("The body must be a JSON object with a 'kind'.")
-        kind = body.get("kind")
-        if kind not in KINDS:
-            raise FaultError(f"The fault kind must be one of: {', '.join(KINDS)}.")
-        count = int_field(body, "count", 1, 1, 1000)
+        kind, count = kind_and_count(body, KINDS)
         if kind == "slow_answer":
             delay = body.get("delay_s")
             if isinstance(delay, bool) or not isinstance(delay, int | float):

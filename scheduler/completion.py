@@ -8,33 +8,42 @@ the RPC, in the SAME database transaction as the payout's own final state.
 
 Because "payout confirmed" and "transaction completed" commit together, a crash between them
 is impossible: either both happened, or the payout is still open and the next lookup finds
-the same ledger outcome and tries again. If the business moved the transaction meanwhile
-(the machine refuses), the payout still becomes final, with a note saying why the transaction
-was not moved, and a warning is logged: nothing is paid twice, nothing is lost silently.
+the same ledger outcome and tries again.
+
+If the business moved the transaction meanwhile (the machine refuses the move), a confirmed
+payout is still recorded on its transaction (`refunds.payments` under its hash, or
+`stellar_transactions`), without a status change, in the same database transaction as the
+payout's final state (`workflow.record_settled_payout`): money that reached the ledger always
+counts, so a later `do_stellar_refund` or `do_stellar_payment` cannot pay it again. A refused
+failure leaves the transaction where the business put it, with a note on the payout.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import workflow
 from anchorpay.adapters.base import Confirmed
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
+from anchorpay.domain.payout_states import PayoutMove
+from anchorpay.domain.settlement import SettledPayout
+from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.domain.transitions import TRUSTLINE_LOST
+from anchorpay.scheduler.payout_log import log_change
 from anchorpay.scheduler.services import JobServices
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 from anchorpay.store import transactions as tx_store
 from anchorpay.store.tables import PayoutRow
-
-if TYPE_CHECKING:
-    from anchorpay.scheduler.payouts import PayoutProcessor
+from anchorpay.store.transactions import ConcurrentModification
 
 log = logging.getLogger("anchorpay.payouts")
 
@@ -50,7 +59,51 @@ class RunMethod(Protocol):
         *,
         now: datetime | None = None,
         in_same_transaction: InSameTransaction | None = None,
+        settling: str | None = None,
     ) -> Transaction: ...
+
+
+class RecordSettled(Protocol):
+    async def __call__(
+        self,
+        services: Any,
+        settled: SettledPayout,
+        *,
+        now: datetime,
+        in_same_transaction: InSameTransaction,
+    ) -> Transaction: ...
+
+
+class Holder(Protocol):
+    """What the completion needs of the processor holding the payout's lease."""
+
+    owner: str
+
+    async def save(
+        self,
+        row: PayoutRow,
+        move: PayoutMove,
+        *,
+        release: bool = False,
+        note: str = "",
+        **changes: Unpack[store.PayoutChanges],
+    ) -> PayoutRow: ...
+
+    async def retry(self, row: PayoutRow, error: str, *, count: bool = True) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """The payout's own write that commits with the transaction's change."""
+
+    move: PayoutMove
+    changes: store.PayoutChanges
+
+    def noted(self, note: str) -> store.PayoutChanges:
+        """The changes with `note` as the payout's last_error."""
+        changes = self.changes.copy()
+        changes["last_error"] = note
+        return changes
 
 
 def completion_call(
@@ -79,126 +132,197 @@ def completion_call(
     }
 
 
+def internal_error_text(method: str) -> str:
+    """What a payout records for an unexpected failure: never an exception's name or text
+    (the log line carrying the reference has those)."""
+    reference = uuid.uuid4().hex[:12]
+    log.error("payout completion %s failed unexpectedly (reference %s)", method, reference)
+    return f"{method} could not be applied yet (internal error, reference {reference})"
+
+
 class Completion:
     def __init__(
         self,
         services: JobServices,
         run_method: RunMethod | None = None,
         clock: Callable[[], datetime] | None = None,
+        record_settled: RecordSettled | None = None,
     ) -> None:
         self.services = services
         self.run_method: RunMethod = run_method or workflow.run_method
+        self.record_settled: RecordSettled = record_settled or workflow.record_settled_payout
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def _load(self, transaction_id: str) -> Transaction | None:
         async with self.services.sessions() as session:
             return await tx_store.get(session, transaction_id)
 
-    async def confirm(self, proc: PayoutProcessor, row: PayoutRow, outcome: Confirmed) -> None:
-        final: dict[str, Any] = {
-            "state": store.CONFIRMED,
-            "tx_hash": outcome.hash,
-            "ledger": outcome.ledger,
-            "next_attempt_at": None,
-            "last_error": None,
-        }
+    async def confirm(self, proc: Holder, row: PayoutRow, outcome: Confirmed) -> None:
+        final = Final(
+            PayoutMove.CONFIRM,
+            {
+                "tx_hash": outcome.hash,
+                "ledger": outcome.ledger,
+                "next_attempt_at": None,
+                "last_error": None,
+            },
+        )
         tx = await self._load(row.transaction_id)
         if tx is None:
-            await proc._save(row, release=True, **{**final, "last_error": "transaction not found"})
+            await proc.save(
+                row,
+                final.move,
+                release=True,
+                **final.noted("transaction not found"),
+            )
             return
         method, params = completion_call(row, outcome, tx, self.services.settings)
-        await self._apply(proc, row, method, params, final, f"{row.purpose} confirmed")
+        refused = await self._apply(proc, row, method, params, final, f"{row.purpose} confirmed")
+        if refused is None:
+            return
+        # The money is on the ledger: record it on the transaction whatever its status.
+        settled = SettledPayout(
+            payout_id=row.id,
+            transaction_id=row.transaction_id,
+            purpose=row.purpose,
+            hash=outcome.hash,
+            amount=row.amount,
+            fee=row.refund_fee,
+        )
+        status = refused.status.value if refused.status is not None else "unknown"
+        note = f"transaction was in status {status}; recorded on it, status not changed"
+        written: list[PayoutRow] = []
+        now = self.clock()
 
-    async def fail(self, proc: PayoutProcessor, row: PayoutRow, reason: str) -> None:
-        final: dict[str, Any] = {
-            "state": store.FAILED,
-            "last_error": reason,
-            "next_attempt_at": None,
-        }
+        async def finish(session: AsyncSession) -> None:
+            new = await store.save(
+                session, row, proc.owner, now, final.move, release=True, **final.noted(note)
+            )
+            written.append(new)
+
+        try:
+            await self.record_settled(self.services, settled, now=now, in_same_transaction=finish)
+        except store.LeaseLost:
+            raise
+        except RpcError as exc:  # the ledger could not be read yet; the payout stays open
+            await proc.retry(
+                row, f"recording the confirmed {row.purpose}: {exc.message}", count=False
+            )
+            return
+        except ConcurrentModification:
+            await proc.retry(row, "the transaction changed meanwhile; retrying", count=False)
+            return
+        if written:
+            log.warning(
+                "payout %s confirmed while transaction %s was %s: %s refused (%s); recorded "
+                "on the transaction without a status change",
+                row.id,
+                row.transaction_id,
+                status,
+                method,
+                refused.message,
+            )
+            log_change(row, written[-1], "confirmed; recorded without status change")
+
+    async def fail(self, proc: Holder, row: PayoutRow, reason: str) -> None:
+        final = Final(PayoutMove.FAIL, {"last_error": reason, "next_attempt_at": None})
         params = {"transaction_id": row.transaction_id, "message": reason}
-        await self._apply(proc, row, "notify_transaction_error", params, final, "failed")
+        refused = await self._apply(proc, row, "notify_transaction_error", params, final, "failed")
+        if refused is not None:
+            status = refused.status.value if refused.status is not None else "unknown"
+            note = f"{reason}; transaction was in status {status} and was not moved"
+            await proc.save(row, final.move, release=True, **final.noted(note))
 
-    async def trustline_lost(self, proc: PayoutProcessor, row: PayoutRow, reason: str) -> None:
+    async def trustline_lost(self, proc: Holder, row: PayoutRow, reason: str) -> None:
         """A deposit's destination dropped its trustline before anything was sent: the
         transaction goes back to `pending_trust` and the payout waits for the trustline
         poller, with a new window, in one database transaction."""
-        final: dict[str, Any] = {
-            "state": store.WAITING_TRUST,
-            "next_attempt_at": None,  # the poller's now, not the dispatcher's
-            "waiting_since": self.clock(),
-            "last_error": reason,
-        }
+        final = Final(
+            PayoutMove.PARK,
+            {
+                "next_attempt_at": None,  # the poller's now, not the dispatcher's
+                "waiting_since": self.clock(),
+                "last_error": reason,
+            },
+        )
         params = {"transaction_id": row.transaction_id, "message": reason}
-        await self._apply(proc, row, TRUSTLINE_LOST, params, final, "waiting for trust again")
+        refused = await self._apply(
+            proc, row, TRUSTLINE_LOST, params, final, "waiting for trust again"
+        )
+        if refused is not None:  # the business moved it: nothing was sent, close the payout
+            status = refused.status.value if refused.status is not None else "unknown"
+            await proc.save(
+                row,
+                PayoutMove.CANCEL,
+                release=True,
+                next_attempt_at=None,
+                last_error=f"{reason}; transaction was in status {status}; payout cancelled",
+            )
 
     async def _apply(
         self,
-        proc: PayoutProcessor,
+        proc: Holder,
         row: PayoutRow,
         method: str,
         params: dict[str, Any],
-        final: dict[str, Any],
+        final: Final,
         what: str,
-    ) -> None:
+    ) -> Refusal | None:
+        """Apply `method` with the payout's final write in the same database transaction.
+        Returns the refusal when the state machine said no (nothing written then); None when
+        it was applied, or when it could not be tried yet (the payout was rescheduled)."""
         now = self.clock()
         written: list[PayoutRow] = []
 
         async def finish(session: AsyncSession) -> None:
-            written.append(await store.save(session, row, proc.owner, now, release=True, **final))
+            new = await store.save(
+                session, row, proc.owner, now, final.move, release=True, **final.changes
+            )
+            written.append(new)
 
         try:
             await self.run_method(
-                self.services, method, params, now=now, in_same_transaction=finish
+                self.services,
+                method,
+                params,
+                now=now,
+                in_same_transaction=finish,
+                settling=row.id,
             )
         except store.LeaseLost:
             raise
         except RpcError as exc:
             if exc.code == INTERNAL_ERROR:  # e.g. Horizon unreachable for the lookup: retry
-                await proc._retry(
+                await proc.retry(
                     row, f"{method} could not be applied yet: {exc.message}", count=False
                 )
-                return
-            await self._refused(proc, row, method, final, exc)
-            return
-        except Exception as exc:  # optimistic-lock race with the RPC, database busy...
-            if type(exc).__name__ != "ConcurrentModification":
-                log.exception("payout %s: %s failed", row.id, method)
-            await proc._retry(row, f"{method} could not be applied yet: {exc}", count=False)
-            return
+                return None
+            tx = await self._load(row.transaction_id)
+            log.info(
+                "payout %s: %s refused for transaction %s: %s",
+                row.id,
+                method,
+                row.transaction_id,
+                exc.message,
+            )
+            return Refusal(tx.status if tx is not None else None, exc.message)
+        except ConcurrentModification:  # a race with the RPC: the next look tries again
+            await proc.retry(
+                row,
+                f"{method} could not be applied yet: the transaction changed meanwhile",
+                count=False,
+            )
+            return None
+        except Exception:  # the database is busy, or a bug: retried, the log has the detail
+            log.exception("payout %s: %s failed", row.id, method)
+            await proc.retry(row, internal_error_text(method), count=False)
+            return None
         if written:
-            from anchorpay.scheduler.payouts import log_change
-
             log_change(row, written[-1], f"{what}; {method} applied")
+        return None
 
-    async def _refused(
-        self,
-        proc: PayoutProcessor,
-        row: PayoutRow,
-        method: str,
-        final: dict[str, Any],
-        exc: RpcError,
-    ) -> None:
-        tx = await self._load(row.transaction_id)
-        status = tx.status.value if tx is not None else "unknown"
-        if (
-            final["state"] == store.CONFIRMED
-            and tx is not None
-            and final.get("tx_hash")
-            in {tx.stellar_transaction_id}
-            | {p.id for p in (tx.refunds.payments if tx.refunds else [])}
-        ):
-            note = None  # the business already recorded this very payment: nothing to add
-        elif final["state"] == store.CONFIRMED:
-            note = f"transaction was in status {status}; not completed automatically"
-        else:
-            note = f"{final['last_error']}; transaction was in status {status} and was not moved"
-        log.warning(
-            "payout %s (%s): %s was refused for transaction %s in status %s: %s",
-            row.id,
-            final["state"],
-            method,
-            row.transaction_id,
-            status,
-            exc.message,
-        )
-        await proc._save(row, release=True, **{**final, "last_error": note})
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: Status | None  # the transaction's when the machine refused; None if it vanished
+    message: str

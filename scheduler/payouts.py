@@ -21,7 +21,7 @@ import signal
 import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Unpack
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,8 +37,16 @@ from anchorpay.adapters.base import (
     PermanentCustodyError,
     TransientCustodyError,
 )
+from anchorpay.domain.payout_states import (
+    IN_FLIGHT_STATES,
+    NOT_SENT_STATES,
+    OPEN_STATES,
+    PayoutMove,
+    PayoutState,
+)
 from anchorpay.domain.statuses import Status
-from anchorpay.scheduler.completion import Completion
+from anchorpay.scheduler.completion import Completion, internal_error_text
+from anchorpay.scheduler.payout_log import log_change
 from anchorpay.scheduler.retry import Backoff
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
@@ -78,30 +86,6 @@ def to_order(row: PayoutRow) -> PayoutOrder:
     )
 
 
-def log_change(before: PayoutRow | None, after: PayoutRow, note: str = "") -> None:
-    """One structured line per payout state change (logfmt)."""
-    fields: dict[str, Any] = {
-        "event": "payout_state",
-        "payout": after.id,
-        "transaction": after.transaction_id,
-        "purpose": after.purpose,
-        "from": before.state if before is not None else "-",
-        "to": after.state,
-        "attempts": after.attempts,
-        "hash": after.tx_hash or "-",
-    }
-    if after.last_error:
-        fields["error"] = after.last_error
-    if note:
-        fields["note"] = note
-    log.info(" ".join(f"{k}={_quote(v)}" for k, v in fields.items()))
-
-
-def _quote(value: Any) -> str:
-    text = str(value)
-    return f'"{text}"' if any(c in text for c in ' ="') else text
-
-
 class PayoutProcessor:
     """Advances claimed payouts through one adapter. One instance per worker process."""
 
@@ -127,7 +111,9 @@ class PayoutProcessor:
 
     # --- claiming --------------------------------------------------------------------------
 
-    async def run_batch(self, states: Collection[str] = store.OPEN_STATES, limit: int = 10) -> int:
+    async def run_batch(
+        self, states: Collection[PayoutState] = OPEN_STATES, limit: int = 10
+    ) -> int:
         """Claim due payouts (committed) and process them concurrently: each is its own row,
         lease and lane, and a submission may wait for its ledger (Horizon's synchronous
         submit), so K channel accounts put K payouts in one ledger. Returns how many."""
@@ -147,22 +133,23 @@ class PayoutProcessor:
     async def process(self, row: PayoutRow) -> None:
         try:
             if row.adapter != self.adapter.name:
-                await self._save(
+                await self.save(
                     row,
+                    PayoutMove.KEEP,
                     release=True,
                     next_attempt_at=None,
                     last_error=f"no adapter {row.adapter!r} configured here",
                 )
-            elif row.state in (store.QUEUED, store.WAITING_TRUST):
+            elif row.state in NOT_SENT_STATES:
                 await self._start(row)
             else:
                 await self._resolve(row)
         except store.LeaseLost as exc:
             log.warning("payout %s: %s; leaving it to its new holder", row.id, exc)
-        except Exception as exc:  # a bug or the database: keep the worker alive, retry later
+        except Exception:  # a bug or the database: keep the worker alive, retry later
             log.exception("payout %s: unexpected error", row.id)
             try:
-                await self._retry(row, f"internal error: {type(exc).__name__}: {exc}")
+                await self.retry(row, internal_error_text("the payout step"))
             except Exception:
                 log.exception("payout %s: could not record the error", row.id)
 
@@ -178,7 +165,7 @@ class PayoutProcessor:
         try:
             trusted = await self.adapter.check_trustline(row.destination, row.asset)
         except TransientCustodyError as exc:
-            await self._retry(row, str(exc))
+            await self.retry(row, str(exc))
             return
         if not trusted:
             await self._park_for_trust(row)
@@ -189,13 +176,13 @@ class PayoutProcessor:
             await self.completion.fail(self, row, str(exc))
             return
         except TransientCustodyError as exc:
-            await self._retry(row, str(exc))
+            await self.retry(row, str(exc))
             return
         # The material is durable before it can reach the network. If the process dies
         # after this commit, the next holder finds `submitting` and resolves it by lookup.
-        row = await self._save(
+        row = await self.save(
             row,
-            state=store.SUBMITTING,
+            PayoutMove.PREPARE,
             envelope_xdr=update.envelope_xdr,
             tx_hash=update.tx_hash,
             source_sequence=update.source_sequence,
@@ -211,7 +198,7 @@ class PayoutProcessor:
         try:
             outcome = await self.adapter.submit(to_order(row))
         except TransientCustodyError as exc:
-            await self._retry(row, str(exc))
+            await self.retry(row, str(exc))
             return
         crash_point("after_submit")
         await self._record(row, outcome)
@@ -221,15 +208,15 @@ class PayoutProcessor:
         try:
             found = await self.adapter.lookup(to_order(row))
         except TransientCustodyError as exc:
-            await self._retry(row, str(exc))
+            await self.retry(row, str(exc))
             return
         if not isinstance(found, NotFound):
             await self._record(row, found)
         elif found.dead:
             note = f"previous envelope {row.tx_hash} proven dead: {found.detail}"
-            row = await self._save(
+            row = await self.save(
                 row,
-                state=store.QUEUED,
+                PayoutMove.DISCARD,
                 envelope_xdr=None,
                 tx_hash=None,
                 source_sequence=None,
@@ -240,7 +227,7 @@ class PayoutProcessor:
             await self._start(row)
         elif row.attempts >= self.settings.payout_max_attempts and row.valid_until is not None:
             # No more resubmissions; wait for the material to resolve (its bound passes).
-            await self._retry(row, row.last_error or found.detail, count=False)
+            await self.retry(row, row.last_error or found.detail, count=False)
         else:
             # Resending the same material is always safe: it can apply at most once. Material
             # without a bound (Fireblocks' externalTxId) never resolves by itself, so it is
@@ -253,16 +240,16 @@ class PayoutProcessor:
         elif isinstance(outcome, Failed):
             await self.completion.fail(self, row, outcome.reason)
         elif isinstance(outcome, Pending):
-            await self._save(
+            await self.save(
                 row,
+                PayoutMove.ACCEPT,
                 release=True,
-                state=store.SUBMITTED,
                 polls=row.polls + 1,
                 next_attempt_at=self.clock() + timedelta(seconds=self.poll_delay(row.polls)),
                 last_error=None,
             )
         else:  # NotFound straight from submit is not a thing; treat it as unknown
-            await self._retry(row, outcome.detail)
+            await self.retry(row, outcome.detail)
 
     def poll_delay(self, polls: int) -> float:
         """Accepted, not final: look again after PAYOUT_RETRY_BASE_S, then 1.5 times longer
@@ -279,10 +266,10 @@ class PayoutProcessor:
         status = tx.status.value if tx is not None else "missing"
         if status == Status.PENDING_STELLAR.value:
             return True
-        await self._save(
+        await self.save(
             row,
+            PayoutMove.CANCEL,
             release=True,
-            state=store.CANCELLED,
             next_attempt_at=None,
             last_error=f"transaction was in status {status} before anything was sent; "
             "payout cancelled",
@@ -301,27 +288,32 @@ class PayoutProcessor:
         if row.purpose == "payment":  # a deposit goes back to pending_trust (the poller's)
             await self.completion.trustline_lost(self, row, reason)
             return
-        await self._save(
+        await self.save(
             row,
+            PayoutMove.PARK,
             release=True,
-            state=store.WAITING_TRUST,
             waiting_since=row.waiting_since or self.clock(),
             next_attempt_at=self.backoff.next_attempt_at(self.clock(), 3),
             last_error=f"The destination account {row.destination} has no trustline for "
             f"{label}; the payout waits for it",
         )
 
-    async def _retry(self, row: PayoutRow, error: str, *, count: bool = True) -> None:
+    async def retry(self, row: PayoutRow, error: str, *, count: bool = True) -> None:
         attempts = row.attempts + 1 if count else row.attempts
-        live = row.state in (store.SUBMITTING, store.SUBMITTED)
+        live = row.state in IN_FLIGHT_STATES
         if count and not live and attempts >= self.settings.payout_max_attempts:
             await self.completion.fail(self, row, self._gave_up(row, error, attempts))
             return
         when = self.backoff.next_attempt_at(self.clock(), attempts)
         if live and row.valid_until is not None and attempts >= self.settings.payout_max_attempts:
             when = max(when, row.valid_until)  # next look is after the bound: proof either way
-        await self._save(
-            row, release=True, attempts=attempts, last_error=error, next_attempt_at=when
+        await self.save(
+            row,
+            PayoutMove.KEEP,
+            release=True,
+            attempts=attempts,
+            last_error=error,
+            next_attempt_at=when,
         )
 
     def _gave_up(self, row: PayoutRow, error: str | None = None, attempts: int = 0) -> str:
@@ -330,16 +322,23 @@ class PayoutProcessor:
 
     # --- persistence -----------------------------------------------------------------------
 
-    async def _save(
-        self, row: PayoutRow, *, release: bool = False, note: str = "", **changes: Any
+    async def save(
+        self,
+        row: PayoutRow,
+        move: PayoutMove,
+        *,
+        release: bool = False,
+        note: str = "",
+        **changes: Unpack[store.PayoutChanges],
     ) -> PayoutRow:
-        """Commit `changes` while holding the lease (renewed, or released)."""
+        """Commit `move` with `changes` while holding the lease (renewed, or released)."""
         async with self.sessions() as session, session.begin():
             new = await store.save(
                 session,
                 row,
                 self.owner,
                 self.clock(),
+                move,
                 lease_s=None if release else self.lease_s,
                 release=release,
                 **changes,

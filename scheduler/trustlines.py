@@ -34,6 +34,7 @@ from tenacity import (
 
 from anchorpay.adapters.ledger import Account, LedgerNotFound, LedgerUnavailable
 from anchorpay.domain.errors import RpcError
+from anchorpay.domain.payout_states import PayoutState
 from anchorpay.domain.statuses import Status
 from anchorpay.scheduler.singleton import add_periodic_job
 from anchorpay.store import payouts as payout_store
@@ -121,7 +122,7 @@ class TrustlinePoller:
                     # Parked by the worker itself (trustline vanished before submission) means
                     # a next attempt is set: the worker retries those; the rest are ours.
                     select(PayoutRow).where(
-                        PayoutRow.state == payout_store.WAITING_TRUST,
+                        PayoutRow.state == PayoutState.WAITING_TRUST,
                         PayoutRow.next_attempt_at.is_(None),  # type: ignore[union-attr]
                     )
                 )
@@ -225,7 +226,7 @@ class TrustlinePoller:
             return
         reason = f"closed by the trustline poller: {exc.message}"
         async with self.services.sessions() as session, session.begin():
-            await payout_store.cancel_waiting(
+            await payout_store.cancel_unsent(
                 session, item.transaction_id, reason=reason, now=self._clock()
             )
         report.closed += 1

@@ -22,16 +22,16 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from anchorpay.adapters.base import CustodyAdapter
+from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.scheduler.services import JobServices
 from anchorpay.scheduler.singleton import release_leases
-from anchorpay.store import payouts as store
 
 log = logging.getLogger("anchorpay.worker")
 
-DISPATCH_STATES = (store.QUEUED, store.WAITING_TRUST, store.SUBMITTING)
-CONFIRM_STATES = (store.SUBMITTED,)
+DISPATCH_STATES = (PayoutState.QUEUED, PayoutState.WAITING_TRUST, PayoutState.SUBMITTING)
+CONFIRM_STATES = (PayoutState.SUBMITTED,)
 
 # Other background jobs register themselves on this scheduler when their module exists:
 # (module, function taking (scheduler, services)).

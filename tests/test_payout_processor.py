@@ -27,6 +27,8 @@ from anchorpay.adapters.base import (
     TransientCustodyError,
 )
 from anchorpay.domain.errors import InternalError, InvalidRequest
+from anchorpay.domain.payout_states import PayoutMove
+from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.scheduler.completion import Completion
@@ -124,6 +126,7 @@ class FakeWorkflow:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.refuse: Exception | None = None
+        self.settled: list[SettledPayout] = []
 
     async def __call__(
         self,
@@ -133,6 +136,7 @@ class FakeWorkflow:
         *,
         now: datetime | None = None,
         in_same_transaction: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        settling: str | None = None,
     ) -> Transaction:
         if self.refuse is not None:
             raise self.refuse
@@ -144,6 +148,22 @@ class FakeWorkflow:
             if in_same_transaction is not None:
                 await in_same_transaction(session)
         self.calls.append((method, params))
+        return tx
+
+    async def record_settled(
+        self,
+        services: Any,
+        settled: SettledPayout,
+        *,
+        now: datetime,
+        in_same_transaction: Callable[[AsyncSession], Awaitable[None]],
+    ) -> Transaction:
+        """Stands in for workflow.record_settled_payout: the transaction keeps its status."""
+        async with services.sessions() as session, session.begin():
+            tx = await tx_store.get(session, settled.transaction_id)
+            assert tx is not None
+            await in_same_transaction(session)
+        self.settled.append(settled)
         return tx
 
 
@@ -169,7 +189,10 @@ class Rig:
 
     def worker(self, owner: str = "w1") -> PayoutProcessor:
         completion = Completion(
-            FakeServices(self.settings, self.sessions), run_method=self.workflow, clock=self.clock
+            FakeServices(self.settings, self.sessions),
+            run_method=self.workflow,
+            clock=self.clock,
+            record_settled=self.workflow.record_settled,
         )
         return PayoutProcessor(
             self.settings,
@@ -274,9 +297,9 @@ async def test_crash_after_prepare_takes_over_after_lease(rig: Rig) -> None:
     async with rig.sessions() as s, s.begin():
         (row,) = await store.claim_due(s, "w1", rig.clock(), 30, 1)
     update = await rig.custodian.prepare(store_order(row))
-    await w1._save(
+    await w1.save(
         row,
-        state="submitting",
+        PayoutMove.PREPARE,
         envelope_xdr="xdr",
         tx_hash=update.tx_hash,
         valid_until=update.valid_until,
@@ -321,9 +344,10 @@ async def test_refused_completion_is_recorded_not_repaid(rig: Rig) -> None:
     await rig.worker().run_batch()
     row = await rig.payout(p.id)
     assert row.state == "confirmed"
-    assert (
-        row.last_error == "transaction was in status pending_stellar; not completed automatically"
+    assert row.last_error == (
+        "transaction was in status pending_stellar; recorded on it, status not changed"
     )
+    assert rig.workflow.settled == [SettledPayout(p.id, "tx1", "payment", f"{p.id}-1", "10", None)]
     assert len(rig.custodian.applied) == 1
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.domain.payout_states import PayoutMove, PayoutState
 from anchorpay.scheduler.retry import Backoff
 from anchorpay.store import payouts as store
 from anchorpay.store.db import create_engine, session_factory
@@ -65,21 +66,25 @@ async def test_record_intent_states_and_numbering(
     w = await record(sessions, "tx2", Intent(wait_for_trust=True))
     assert (w.state, w.next_attempt_at, w.waiting_since) == ("waiting_trust", None, T0)
 
-    with pytest.raises(store.PayoutConflict, match="already has an open payment"):
+    with pytest.raises(
+        store.PayoutConflict, match=r"already has a payment payout in flight: payout .* is queued"
+    ):
         await record(sessions, "tx1", Intent())
 
     r1 = await record(sessions, "tx3", Intent(purpose="refund", refund_fee="1"))
-    with pytest.raises(store.PayoutConflict, match="already has an open refund"):
+    with pytest.raises(
+        store.PayoutConflict, match=r"already has a refund payout in flight: payout .* is queued"
+    ):
         await record(sessions, "tx3", Intent(purpose="refund"))
-    await force_state(sessions, r1.id, store.CONFIRMED)  # refund 1 done: the next is number 2
+    await force_state(sessions, r1.id, PayoutState.CONFIRMED)  # refund 1 done: the next is number 2
     r2 = await record(sessions, "tx3", Intent(purpose="refund"))
     assert (r2.seq, r2.refund_fee) == (2, None)
 
-    await force_state(sessions, p.id, store.FAILED)  # a failed payment may be tried again...
+    await force_state(sessions, p.id, PayoutState.FAILED)  # a failed payment may be tried again...
     p2 = await record(sessions, "tx1", Intent())
     assert p2.seq == 2
-    await force_state(sessions, p2.id, store.CONFIRMED)  # ...a confirmed one never
-    with pytest.raises(store.PayoutConflict, match="already paid out"):
+    await force_state(sessions, p2.id, PayoutState.CONFIRMED)  # ...a confirmed one never
+    with pytest.raises(store.PayoutConflict, match=r"was already paid on-chain by payout "):
         await record(sessions, "tx1", Intent())
 
 
@@ -113,7 +118,7 @@ async def test_resume_and_cancel_waiting(sessions: async_sessionmaker[AsyncSessi
     later = T0 + timedelta(seconds=5)
     async with sessions() as s, s.begin():
         await store.resume_waiting(s, "tx1", later)
-        await store.cancel_waiting(s, "tx2", "The trustline was not established in time", later)
+        await store.cancel_unsent(s, "tx2", "The trustline was not established in time", later)
     async with sessions() as s:
         ra, rb = await store.get(s, a.id), await store.get(s, b.id)
     assert ra is not None and rb is not None
@@ -134,9 +139,9 @@ async def test_leases_exclude_other_workers_until_expiry(
     # the first holder's writes are refused from now on
     with pytest.raises(store.LeaseLost):
         async with sessions() as s, s.begin():
-            await store.save(s, mine, "w1", T0, state=store.SUBMITTING)
+            await store.save(s, mine, "w1", T0, PayoutMove.PREPARE)
     async with sessions() as s, s.begin():
-        saved = await store.save(s, taken, "w2", T0, lease_s=30, state=store.SUBMITTING)
+        saved = await store.save(s, taken, "w2", T0, PayoutMove.PREPARE, lease_s=30)
     assert (saved.state, saved.version) == ("submitting", 3)
 
 
@@ -150,12 +155,12 @@ async def test_one_in_flight_per_serial_adapter(sessions: async_sessionmaker[Asy
     assert await claim(sessions, "w2", **serial) == []  # b waits: a is leased
     held = next(r for r in first if r.id == a.id)
     async with sessions() as s, s.begin():  # a goes in flight and is released for a retry
-        await store.save(s, held, "w1", T0, release=True, state=store.SUBMITTING)
+        await store.save(s, held, "w1", T0, PayoutMove.PREPARE, release=True)
     assert [r.id for r in await claim(sessions, "w2", **serial)] == [a.id]  # in flight first
     async with sessions() as s, s.begin():
         row = await store.get(s, a.id)
         assert row is not None
-        await store.save(s, row, "w2", T0, release=True, state=store.CONFIRMED)
+        await store.save(s, row, "w2", T0, PayoutMove.CONFIRM, release=True)
     assert [r.id for r in await claim(sessions, "w2", **serial)] == [b.id]
 
 
@@ -224,15 +229,15 @@ async def test_lanes_carry_one_payout_each(sessions: async_sessionmaker[AsyncSes
     assert await claim(sessions, "w2", **lanes) == []  # every lane is taken
     held = next(r for r in first if r.source_account == "GC2")
     async with sessions() as s, s.begin():
-        await store.save(s, held, "w1", T0, release=True, state=store.CONFIRMED)
+        await store.save(s, held, "w1", T0, PayoutMove.FAIL, release=True)
     (next_one,) = await claim(sessions, "w2", **lanes)
     assert next_one.source_account == "GC2" and next_one.id not in {r.id for r in first}
     # A legacy in-flight row without a lane counts as occupying the first lane.
     for row in [*first, next_one]:
-        await force_state(sessions, row.id, store.CONFIRMED)
+        await force_state(sessions, row.id, PayoutState.CONFIRMED)
     last = next(r for r in rows if r.id not in {*(x.id for x in first), next_one.id})
     legacy = await record(sessions, "tx-legacy", Intent())
-    await force_state(sessions, legacy.id, store.SUBMITTED)
+    await force_state(sessions, legacy.id, PayoutState.SUBMITTED)
     async with sessions() as s, s.begin():
         await s.exec(  # type: ignore[call-overload]
             update(PayoutRow.__table__)  # type: ignore[attr-defined]

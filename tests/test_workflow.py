@@ -157,7 +157,7 @@ async def test_a_failing_side_effect_rolls_everything_back(
     ).json()
     assert answer["error"] == {
         "id": tx_id,
-        "code": -32600,
+        "code": -32602,
         "message": f"Transaction[{tx_id}] already has an open payment payout",
     }
     assert (await custody_client.get(f"/transactions/{tx_id}")).json() == before

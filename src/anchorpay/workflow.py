@@ -21,12 +21,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import deposit_info
 from anchorpay.adapters.ledger import LedgerClient, LedgerError
-from anchorpay.domain import machine
+from anchorpay.domain import hashes, machine, money, refunds, settlement
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams, InvalidRequest
+from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.settings import Settings
-from anchorpay.store import payouts
+from anchorpay.store import ledger_hashes, payouts
 from anchorpay.store import transactions as repo
 from anchorpay.store.transactions import ConcurrentModification
 
@@ -96,8 +97,12 @@ async def run_method(
     *,
     now: datetime | None = None,
     in_same_transaction: InSameTransaction | None = None,
+    settling: str | None = None,
 ) -> Transaction:
-    """Apply `method` with `params`; returns the transaction as stored. Raises RpcError."""
+    """Apply `method` with `params`; returns the transaction as stored. Raises RpcError.
+
+    `settling`: the worker is recording the confirmation of this payout (its money is already
+    on the ledger and in the outcome), so the money ledger does not count it twice."""
     now = now or datetime.now(UTC)
     transaction_id = transaction_id_of(params)
     ctx = machine_context(services, now)
@@ -110,6 +115,11 @@ async def run_method(
         plan = machine.validate(tx, method, params, ctx)
         facts = await _facts(services, session, tx, plan, params, now)
         outcome = machine.apply(plan, facts, ctx)
+        if method in money.MONEY_METHODS:
+            entries = await payouts.money_entries(session, tx.id)
+            decimals = refunds.decimals_for(tx, services.assets)
+            money.check(method, tx, outcome, entries, decimals, settling=settling)
+        await claim_hashes(session, tx, outcome.transaction, now)
         written = await _write(session, outcome.transaction)
         if outcome.payout is not None:
             try:
@@ -117,18 +127,65 @@ async def run_method(
                     session, written.id, outcome.payout, settings.effective_custody_type, now
                 )
             except payouts.PayoutConflict as exc:
-                raise InvalidRequest(str(exc)) from None
+                raise InvalidParams(str(exc)) from None
             wake = True
         if outcome.resume_waiting_payout:
             await payouts.resume_waiting(session, written.id, now)
             wake = True
         if outcome.cancel_waiting_payout:
             reason = written.message or f"closed by {method}"
-            await payouts.cancel_waiting(session, written.id, reason=reason, now=now)
+            await payouts.cancel_unsent(session, written.id, reason=reason, now=now)
         if in_same_transaction is not None:
             await in_same_transaction(session)
     if wake:
         services.wake_worker()
+    return written
+
+
+async def claim_hashes(
+    session: AsyncSession, before: Transaction, after: Transaction, now: datetime
+) -> None:
+    """Refuse (InvalidParams) a Stellar hash `after` records that another transaction, or
+    another purpose of this one, already holds; record the new ones (same database
+    transaction as the record itself)."""
+    for item in hashes.claims(before, after):
+        for _ in range(2):  # a lost insert race is read back once
+            holder = await ledger_hashes.holder(session, item.hash)
+            if holder is not None:
+                message = hashes.refusal(item, after.id, holder)
+                if message is not None:
+                    raise InvalidParams(message)
+                if holder.payout_id is None:
+                    break  # already recorded, same purpose of this transaction
+            if await ledger_hashes.claim(session, after.id, item, now):
+                break
+
+
+async def record_settled_payout(
+    services: Services,
+    settled: SettledPayout,
+    *,
+    now: datetime,
+    in_same_transaction: InSameTransaction,
+) -> Transaction:
+    """A confirmed payout whose status transition the state machine refused (the business
+    moved the transaction meanwhile): its money left the treasury, so it is recorded on the
+    transaction all the same, without a status change, in the same database transaction as
+    the payout's final state. A refund joins `refunds.payments` (id: its hash); a payment joins
+    `stellar_transactions`. Raises InternalError when the ledger cannot be read yet."""
+    record: StellarTransaction | None = None
+    async with services.sessions() as session, session.begin():
+        tx = await repo.get(session, settled.transaction_id)
+        if tx is None:
+            raise InvalidRequest(f"Transaction with id[{settled.transaction_id}] is not found")
+        if settled.purpose == "payment" and settled.hash not in {
+            s.id for s in tx.stellar_transactions
+        }:
+            record = await _stellar_transaction(services, settled.hash)
+        after = settlement.record(tx, settled, record, services.assets, now)
+        await claim_hashes(session, tx, after, now)
+        written = await _write(session, after) if after is not tx else tx
+        await in_same_transaction(session)
     return written
 
 

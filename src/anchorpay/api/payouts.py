@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from anchorpay.api import health
+from anchorpay.domain.payout_states import OPEN_STATES, PayoutState
 from anchorpay.store import fireblocks as fireblocks_store
 from anchorpay.store import payouts as store
 from anchorpay.store.tables import PayoutRow
@@ -68,10 +69,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 async def list_payouts(request: Request) -> JSONResponse:
     transaction_id = request.query_params.get("transaction_id") or None
-    states = [s for s in request.query_params.get("state", "").split(",") if s]
-    unknown = set(states) - set(store.OPEN_STATES) - set(store.FINAL_STATES)
+    asked = [s for s in request.query_params.get("state", "").split(",") if s]
+    unknown = set(asked) - set(PayoutState)
     if unknown:
         return _error(400, f"unknown payout state {sorted(unknown)[0]!r}")
+    states = [PayoutState(s) for s in asked]
     try:
         limit = int(request.query_params.get("limit", "100"))
     except ValueError:
@@ -119,7 +121,7 @@ async def payouts_check(services: Services) -> tuple[dict[str, Any], bool]:
         )
     info: dict[str, Any] = {
         "custody": custody,
-        "open": {state: counts.get(state, 0) for state in store.OPEN_STATES},
+        "open": {state: counts.get(state, 0) for state in OPEN_STATES},
         "oldest_in_flight_s": round((now - oldest).total_seconds(), 3) if oldest else None,
     }
     if custody == "fireblocks":

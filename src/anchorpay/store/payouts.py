@@ -1,9 +1,7 @@
 """The payouts repository: intents recorded by the RPC, leased and advanced by the worker.
 
-States (DESIGN.md): `queued` → (no trustline) `waiting_trust` → `queued` → `submitting`
-(idempotency material stored, outcome unknown) → `submitted` (accepted, not final) →
-`confirmed`; or `failed` (permanent, nothing paid) / `cancelled` (closed while waiting for a
-trustline). The first four are open.
+States and the moves between them are the domain's table (`domain/payout_states.py`):
+every write names its move, and the store derives the new state from it.
 
 Every write is conditional: on the version the writer read and, for the worker, on holding the
 lease. A writer that lost the row (its lease expired and another worker took over) gets
@@ -20,28 +18,45 @@ import hashlib
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from sqlalchemy import CursorResult, Executable, and_, func, or_, select, update
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.domain.money import PayoutEntry
+from anchorpay.domain.payout_states import (
+    IN_FLIGHT_STATES,
+    OPEN_STATES,
+    PayoutMove,
+    PayoutState,
+    sources,
+    target,
+)
 from anchorpay.store.tables import PayoutRow
 
 if TYPE_CHECKING:  # only its fields are read; the machine imports nothing of the store
     from anchorpay.domain.machine import PayoutIntent
 
-QUEUED = "queued"
-WAITING_TRUST = "waiting_trust"
-SUBMITTING = "submitting"
-SUBMITTED = "submitted"
-CONFIRMED = "confirmed"
-FAILED = "failed"
-CANCELLED = "cancelled"
+QUEUED, WAITING_TRUST = PayoutState.QUEUED, PayoutState.WAITING_TRUST
+SUBMITTING, SUBMITTED = PayoutState.SUBMITTING, PayoutState.SUBMITTED
 
-OPEN_STATES = (QUEUED, WAITING_TRUST, SUBMITTING, SUBMITTED)
-IN_FLIGHT_STATES = (SUBMITTING, SUBMITTED)
-FINAL_STATES = (CONFIRMED, FAILED, CANCELLED)
+
+class PayoutChanges(TypedDict, total=False):
+    """The columns a payout write may change besides its state (set by the move)."""
+
+    attempts: int
+    polls: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    waiting_since: datetime | None
+    adapter_ref: str | None
+    envelope_xdr: str | None
+    tx_hash: str | None
+    source_sequence: int | None
+    valid_until: datetime | None
+    ledger: int | None
+
 
 _T = PayoutRow.__table__  # type: ignore[attr-defined]
 
@@ -64,6 +79,18 @@ class LeaseLost(Exception):
         self.payout_id = payout_id
 
 
+def _conflict(transaction_id: str, purpose: str, pid: str, state: str, tx_hash: str | None) -> str:
+    if state == PayoutState.CONFIRMED:
+        return (
+            f"Transaction[{transaction_id}] was already paid on-chain by payout {pid} "
+            f"(hash {tx_hash})"
+        )
+    return (
+        f"Transaction[{transaction_id}] already has a {purpose} payout in flight: "
+        f"payout {pid} is {state}"
+    )
+
+
 async def record_intent(
     session: AsyncSession, transaction_id: str, intent: PayoutIntent, adapter: str, now: datetime
 ) -> PayoutRow:
@@ -76,25 +103,22 @@ async def record_intent(
     rows = (
         await _run(
             session,
-            select(_T.c.seq, _T.c.state).where(
+            select(_T.c.seq, _T.c.state, _T.c.id, _T.c.tx_hash).where(
                 _T.c.transaction_id == transaction_id, _T.c.purpose == intent.purpose
             ),
         )
     ).all()
-    for _seq, state in (tuple(r) for r in rows):
-        if state in OPEN_STATES:
-            raise PayoutConflict(
-                f"Transaction[{transaction_id}] already has an open {intent.purpose} payout"
-            )
-        if intent.purpose == "payment" and state == CONFIRMED:
-            raise PayoutConflict(f"Transaction[{transaction_id}] was already paid out")
+    for _seq, state, pid, tx_hash in (tuple(r) for r in rows):
+        if state in OPEN_STATES or (intent.purpose == "payment" and state == PayoutState.CONFIRMED):
+            raise PayoutConflict(_conflict(transaction_id, intent.purpose, pid, state, tx_hash))
     waiting = bool(intent.wait_for_trust)
+    move = PayoutMove.RECORD_WAITING if waiting else PayoutMove.RECORD
     row = PayoutRow(
         id=str(uuid.uuid4()),
         transaction_id=transaction_id,
         purpose=intent.purpose,
         seq=max((r[0] for r in rows), default=0) + 1,
-        state=WAITING_TRUST if waiting else QUEUED,
+        state=target(move, None),
         destination=intent.destination,
         asset=intent.asset,
         amount=intent.amount,
@@ -114,29 +138,37 @@ async def record_intent(
 
 async def resume_waiting(session: AsyncSession, transaction_id: str, now: datetime) -> None:
     """The trustline is there: the transaction's `waiting_trust` payout becomes `queued`."""
-    await _leave_waiting(session, transaction_id, now, state=QUEUED, next_attempt_at=now)
+    await _move_all(session, transaction_id, PayoutMove.RESUME, now, next_attempt_at=now)
 
 
-async def cancel_waiting(
+async def cancel_unsent(
     session: AsyncSession, transaction_id: str, reason: str, now: datetime
 ) -> None:
-    """Close the transaction's `waiting_trust` payout (trust window passed, error, expired)."""
-    await _leave_waiting(
-        session, transaction_id, now, state=CANCELLED, last_error=reason, next_attempt_at=None
+    """Close the transaction's payouts that nothing was sent for yet (`queued`,
+    `waiting_trust`): the trust window passed, or the business put the transaction in error
+    or expired it. A worker holding one is preparing it at most: its next write is refused
+    (the version moved), so it stops before sending anything."""
+    await _move_all(
+        session, transaction_id, PayoutMove.CANCEL, now, last_error=reason, next_attempt_at=None
     )
 
 
-async def _leave_waiting(
-    session: AsyncSession, transaction_id: str, now: datetime, **values: Any
+async def _move_all(
+    session: AsyncSession,
+    transaction_id: str,
+    move: PayoutMove,
+    now: datetime,
+    **values: Unpack[PayoutChanges],
 ) -> None:
-    """Move the transaction's `waiting_trust` payout on, releasing any lease on it."""
-    values.setdefault("last_error", None)
+    """Apply `move` to every payout of the transaction it applies to, releasing leases."""
+    changes: dict[str, Any] = {"last_error": None, **values}
     await _run(
         session,
         update(_T)
-        .where(_T.c.transaction_id == transaction_id, _T.c.state == WAITING_TRUST)
+        .where(_T.c.transaction_id == transaction_id, _T.c.state.in_(list(sources(move))))
         .values(
-            **values,
+            **changes,
+            state=target(move, sources(move)[0]),
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
@@ -189,7 +221,7 @@ async def claim_due(
     lease_s: float,
     limit: int,
     *,
-    states: Collection[str] = OPEN_STATES,
+    states: Collection[PayoutState] = OPEN_STATES,
     lanes: Mapping[str, Sequence[str]] | None = None,
 ) -> list[PayoutRow]:
     """Lease up to `limit` due payouts to `owner` and return them (committing is the
@@ -279,14 +311,16 @@ async def save(
     row: PayoutRow,
     owner: str,
     now: datetime,
+    move: PayoutMove,
     *,
     lease_s: float | None = None,
     release: bool = False,
-    **changes: Any,
+    **changes: Unpack[PayoutChanges],
 ) -> PayoutRow:
-    """Write `changes` if the row is still at `row.version` and leased to `owner`; renew the
-    lease by `lease_s` or release it. Returns the new value; raises LeaseLost otherwise."""
-    values = dict(changes)
+    """Apply `move` with `changes` if the row is still at `row.version` and leased to `owner`;
+    renew the lease by `lease_s` or release it. Returns the new value; raises LeaseLost when
+    the row changed, IllegalPayoutMove when `move` does not apply to its state."""
+    values: dict[str, Any] = {**changes, "state": target(move, row.state)}
     if release:
         values.update(lease_owner=None, lease_expires_at=None)
     elif lease_s is not None:
@@ -319,7 +353,7 @@ async def list_payouts(
     session: AsyncSession,
     *,
     transaction_id: str | None = None,
-    states: Collection[str] | None = None,
+    states: Collection[PayoutState] | None = None,
     limit: int = 100,
 ) -> list[PayoutRow]:
     """Newest last for one transaction; for all, the most recent `limit`."""
@@ -332,6 +366,27 @@ async def list_payouts(
     rows = list((await session.exec(query)).all())
     rows.reverse()
     return rows
+
+
+async def money_entries(session: AsyncSession, transaction_id: str) -> list[PayoutEntry]:
+    """The transaction's payouts as its money ledger counts them (`domain.money`)."""
+    result = await _run(
+        session,
+        select(_T.c.id, _T.c.purpose, _T.c.state, _T.c.amount, _T.c.refund_fee, _T.c.tx_hash)
+        .where(_T.c.transaction_id == transaction_id)
+        .order_by(_T.c.purpose, _T.c.seq),
+    )
+    return [
+        PayoutEntry(
+            id=pid, purpose=purpose, state=PayoutState(state), amount=amount, fee=fee, tx_hash=h
+        )
+        for pid, purpose, state, amount, fee, h in (tuple(r) for r in result.all())
+    ]
+
+
+async def by_hash(session: AsyncSession, tx_hash: str) -> PayoutRow | None:
+    """The payout whose envelope has this hash, if any."""
+    return (await session.exec(orm_select(PayoutRow).where(_T.c.tx_hash == tx_hash))).first()
 
 
 async def count_by_state(session: AsyncSession) -> dict[str, int]:

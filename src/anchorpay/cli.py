@@ -1,4 +1,5 @@
-"""The `anchorpay` command: `serve`, `worker`, `migrate`, `sandbox`, `custody check`.
+"""The `anchorpay` command: `serve`, `worker`, `migrate`, `sandbox`, `custody check`,
+`reconcile`.
 
 Bad configuration is one line on stderr, `anchorpay: <message>`, and exit code 2; never a
 traceback. Logs never contain secrets (the `sandbox` command prints the sandbox's own
@@ -86,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     custody_sub = custody.add_subparsers(dest="custody_command", required=True)
     custody_sub.add_parser(
         "check", parents=[common], help="check the Fireblocks credentials, vault and assets"
+    )
+    reconcile = sub.add_parser(
+        "reconcile", parents=[common], help="match the ledger's payments against the payouts"
+    )
+    # Checked by _reconcile, not argparse: a bad value is one line and exit 2, like settings.
+    reconcile.add_argument(
+        "--since", metavar="YYYY-MM-DD", help="only payouts and payments from this day (UTC) on"
+    )
+    reconcile.add_argument(
+        "--format", default="table", metavar="table|json", help="report format (default table)"
     )
     return parser
 
@@ -235,12 +246,44 @@ def _custody(args: argparse.Namespace) -> int:
     return 0 if asyncio.run(check()) else 1
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    """`reconcile`: a report on stdout, exit 0 only when everything matches."""
+    from anchorpay import reconcile
+    from anchorpay.app import default_ledger
+    from anchorpay.store.db import create_engine, session_factory
+
+    since, fmt = reconcile.parse_since(args.since), reconcile.parse_format(args.format)
+    settings = _settings(args)
+    sources = reconcile.sources_of(settings)
+    reconcile.check_database(settings.database_url)
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        ledger = default_ledger(settings)
+        try:
+            report = await reconcile.run(
+                sources, session_factory(engine), ledger, since=since,
+                progress=reconcile.stderr_progress(),
+            )  # fmt: skip
+        except reconcile.ReconcileError as exc:
+            print(f"anchorpay: reconcile: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await ledger.aclose()
+            await engine.dispose()
+        print(reconcile.render(report, fmt))
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
 COMMANDS = {
     "serve": _serve,
     "worker": _worker,
     "migrate": _migrate,
     "sandbox": _sandbox,
     "custody": _custody,
+    "reconcile": _reconcile,
 }
 
 

@@ -9,8 +9,12 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from stellar_sdk.utils import to_xdr_amount
 
+from anchorpay.adapters.stellar_signer import stellar_amount
 from anchorpay.domain.amounts import (
+    STELLAR_MAX_AMOUNT,
+    STELLAR_MAX_STROOPS,
     DetailInput,
     FeeInput,
     format_total,
@@ -24,7 +28,8 @@ from anchorpay.domain.amounts import (
 from anchorpay.domain.assets import Asset, AssetList
 from anchorpay.domain.errors import InvalidParams
 from anchorpay.domain.memo import decode_hash, parse_memo, self_memo
-from anchorpay.domain.params import decode, parse_instant
+from anchorpay.domain.params import AmountInput, RefundInput, decode, parse_instant
+from anchorpay.domain.refunds import check_refund
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.rpc.result import instant
@@ -159,6 +164,215 @@ def test_validate_asset_amount_errors(
 )
 def test_validate_asset_amount_accepts(amount: str, asset: str, allow_zero: bool) -> None:
     assert validate_asset_amount("f", amount, asset, allow_zero, ASSETS) == Decimal(amount)
+
+
+# Stellar's limits (issue 13 part 5): after the reference's checks, an amount in a Stellar
+# asset must fit an int64 count of stroops: at most 922337203685.4775807, at most 7 decimals.
+NATIVE = "stellar:native"  # no significant_decimals configured: only Stellar's own limit
+USDC7 = "stellar:USDC7:GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"
+STELLAR_ASSETS = AssetList((*ASSETS.assets, Asset(id=USDC7, significant_decimals=7)))
+TOO_LARGE = "amount_in.amount exceeds the largest amount Stellar can hold (922337203685.4775807)"
+TOO_PRECISE = "amount_in.amount has more than 7 decimals, more than Stellar can hold"
+
+
+def test_stellar_max_is_int64_stroops() -> None:
+    assert STELLAR_MAX_STROOPS == 9223372036854775807
+    assert STELLAR_MAX_AMOUNT == Decimal("922337203685.4775807")
+    assert to_xdr_amount(plain(STELLAR_MAX_AMOUNT)) == STELLAR_MAX_STROOPS
+
+
+@pytest.mark.parametrize(
+    ("amount", "asset", "allow_zero", "message"),
+    [
+        ("922337203685.4775808", NATIVE, False, TOO_LARGE),
+        ("922337203685.4775808", USDC7, False, TOO_LARGE),
+        (
+            "922337203685.47758071",
+            USDC7,
+            True,
+            "'922337203685.47758071' has invalid significant decimals. Expected: '7'",
+        ),  # the reference's check comes first
+        ("922337203686", NATIVE, True, TOO_LARGE),
+        ("9223372036854775807", NATIVE, False, TOO_LARGE),  # stroops sent as units
+        ("1e400", NATIVE, False, TOO_LARGE),
+        ("1E+12", USDC, False, TOO_LARGE),  # 2 decimals configured: an integer passes them
+        ("922337203685.48", USDC, False, TOO_LARGE),
+        ("0.00000001", NATIVE, False, TOO_PRECISE),
+        ("0.000000010", NATIVE, True, TOO_PRECISE),
+        ("1.00000001", NATIVE, False, TOO_PRECISE),
+        ("1E-8", NATIVE, False, TOO_PRECISE),
+        ("922337203685.47758065", NATIVE, False, TOO_PRECISE),  # below the max, 8 decimals
+        (
+            "0.00000001",
+            USDC7,
+            False,
+            "'0.00000001' has invalid significant decimals. Expected: '7'",
+        ),
+        ("0.001", USDC, False, "'0.001' has invalid significant decimals. Expected: '2'"),
+        # NaN and Infinity are not amounts (parse_decimal refuses them), Stellar or not.
+        ("NaN", NATIVE, False, "amount_in.amount is invalid"),
+        ("nan", NATIVE, True, "amount_in.amount is invalid"),
+        ("sNaN", NATIVE, False, "amount_in.amount is invalid"),
+        ("Infinity", NATIVE, False, "amount_in.amount is invalid"),
+        ("-Infinity", NATIVE, True, "amount_in.amount is invalid"),
+        ("inf", USD, False, "amount_in.amount is invalid"),
+        ("1e5000", NATIVE, False, "amount_in.amount is invalid"),  # beyond parse_decimal's bounds
+    ],
+)
+def test_stellar_amount_limits(amount: str, asset: str, allow_zero: bool, message: str) -> None:
+    with pytest.raises(InvalidParams) as raised:
+        validate_asset_amount("amount_in", amount, asset, allow_zero, STELLAR_ASSETS)
+    assert raised.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("amount", "asset", "allow_zero"),
+    [
+        ("922337203685.4775807", NATIVE, False),  # exactly the maximum
+        ("922337203685.4775807", USDC7, False),
+        ("922337203685.47758070000", NATIVE, False),  # trailing zeros are not decimals
+        ("922337203685.47", USDC, False),
+        ("1.50000000", NATIVE, False),  # 1.5
+        ("1.50000000000000000000", USDC7, False),  # 1.5: the reference compares values too
+        ("0.0000001", USDC7, False),
+        ("1E-7", NATIVE, False),
+        ("100E-9", NATIVE, False),  # 0.0000001
+        ("0", NATIVE, True),  # zero stays allowed where the method allows it
+        ("0.000000000", NATIVE, True),
+        ("1e400", USD, False),  # not a Stellar asset: the reference's checks only
+    ],
+)
+def test_stellar_amount_limits_accept(amount: str, asset: str, allow_zero: bool) -> None:
+    value = validate_asset_amount("amount_in", amount, asset, allow_zero, STELLAR_ASSETS)
+    assert value == Decimal(amount)
+
+
+def test_a_json_number_too_large_to_expand_stays_short() -> None:
+    # parse_float=Decimal gives Decimal("1E+999999999"): never expanded to a billion digits.
+    assert number_to_string(Decimal("1E+999999999")) == "1E+999999999"
+    assert number_to_string(Decimal("1E-999999999")) == "1E-999999999"
+    assert number_to_string(Decimal("NaN")) == "NaN"
+    params = decode(
+        "request_onchain_funds", {"amount_in": {"amount": Decimal("1E+999999999"), "asset": NATIVE}}
+    )
+    assert params.amount_in is not None and params.amount_in.amount is not None
+    with pytest.raises(InvalidParams) as raised:
+        validate_asset_amount("amount_in", params.amount_in.amount, NATIVE, False, STELLAR_ASSETS)
+    assert raised.value.message == "amount_in.amount is invalid"
+    big = decode("request_onchain_funds", {"amount_in": {"amount": Decimal("1E+400")}})
+    assert big.amount_in is not None and big.amount_in.amount == "1" + "0" * 400
+    with pytest.raises(InvalidParams) as raised:
+        validate_asset_amount("amount_in", big.amount_in.amount, NATIVE, False, STELLAR_ASSETS)
+    assert raised.value.message == TOO_LARGE
+
+
+@pytest.mark.parametrize("field", ["fee_details", "amount_fee"])
+def test_stellar_fees_have_stellar_limits(field: str) -> None:
+    tx = _tx()
+    too_large = FeeInput("922337203685.4775808", NATIVE, field=field)
+    with pytest.raises(InvalidParams) as raised:
+        validate_fee_details(too_large, tx, STELLAR_ASSETS)
+    assert raised.value.message == (
+        f"{field}.amount exceeds the largest amount Stellar can hold (922337203685.4775807)"
+    )
+    too_precise = FeeInput("0.00000001", NATIVE, (DetailInput("a", "0.00000001"),), field)
+    with pytest.raises(InvalidParams) as raised:
+        validate_fee_details(too_precise, tx, STELLAR_ASSETS)
+    assert (
+        raised.value.message
+        == f"{field}.amount has more than 7 decimals, more than Stellar can hold"
+    )
+    validate_fee_details(FeeInput("0", NATIVE, field=field), tx, STELLAR_ASSETS)  # zero is a fee
+    validate_fee_details(FeeInput("1e400", USD, field=field), tx, STELLAR_ASSETS)  # off-chain
+
+
+@pytest.mark.parametrize(
+    ("amount", "fee", "message"),
+    [
+        (
+            "922337203685.4775808",
+            "0",
+            "refund.amount.amount exceeds the largest amount Stellar can hold "
+            "(922337203685.4775807)",
+        ),
+        (
+            "1.00000001",
+            "0",
+            "refund.amount.amount has more than 7 decimals, more than Stellar can hold",
+        ),
+        (
+            "1",
+            "1e400",
+            "refund.amountFee.amount exceeds the largest amount Stellar can hold "
+            "(922337203685.4775807)",
+        ),
+        (
+            "1",
+            "0.00000001",
+            "refund.amountFee.amount has more than 7 decimals, more than Stellar can hold",
+        ),
+    ],
+)
+def test_refunds_in_a_stellar_asset_have_stellar_limits(
+    amount: str, fee: str, message: str
+) -> None:
+    # A withdrawal's refund is in amount_in_asset, a Stellar asset.
+    tx = Transaction(
+        id="t",
+        kind=Kind.WITHDRAWAL,
+        status=Status.PENDING_ANCHOR,
+        started_at=datetime(2024, 1, 1, tzinfo=UTC),
+        amount_in="10",
+        amount_in_asset=NATIVE,
+        amount_fee_asset=NATIVE,
+    )
+    refund = RefundInput("r", AmountInput(amount, NATIVE), AmountInput(fee, NATIVE))
+    with pytest.raises(InvalidParams) as raised:
+        check_refund(refund, tx, STELLAR_ASSETS)
+    assert raised.value.message == message
+    check_refund(
+        RefundInput("r", AmountInput("1.50000000", NATIVE), AmountInput("0", NATIVE)),
+        tx,
+        STELLAR_ASSETS,
+    )
+
+
+_AMOUNTS = st.one_of(
+    # coefficient x 10^exponent: up to 20 digits (to_xdr_amount multiplies at 28 digits)
+    st.builds(lambda c, e: Decimal(c).scaleb(e), st.integers(0, 10**20 - 1), st.integers(-14, 12)),
+    st.integers(0, STELLAR_MAX_STROOPS + 10**6).map(lambda n: Decimal(n).scaleb(-7)),
+    st.sampled_from([STELLAR_MAX_AMOUNT, STELLAR_MAX_AMOUNT + Decimal("1E-7"), Decimal("1E-8")]),
+)
+
+
+@given(_AMOUNTS, st.integers(0, 6), st.booleans())
+def test_a_valid_stellar_amount_is_an_exact_int64_stroop_count(
+    value: Decimal, trailing_zeros: int, scientific: bool
+) -> None:
+    """What validate_asset_amount accepts for a Stellar asset is exactly what the SDK encodes
+    as int64 stroops, with no rounding; and the signer pays that very amount."""
+    text = str(value) if scientific else plain(value)
+    if trailing_zeros and "E" not in text:
+        text += ("" if "." in text else ".") + "0" * trailing_zeros
+    try:
+        accepted = validate_asset_amount("a", text, NATIVE, True, STELLAR_ASSETS)
+    except InvalidParams as exc:
+        accepted = None
+        assert exc.message in (
+            "a.amount exceeds the largest amount Stellar can hold (922337203685.4775807)",
+            "a.amount has more than 7 decimals, more than Stellar can hold",
+        )
+    try:
+        stroops: int | None = to_xdr_amount(text)
+    except ValueError:
+        stroops = None
+    assert (accepted is not None) == (stroops is not None)  # the same amounts, no more, no less
+    if accepted is None or stroops is None:
+        return
+    assert 0 <= stroops <= STELLAR_MAX_STROOPS
+    assert Decimal(stroops).scaleb(-7) == value  # exact
+    if value > 0:
+        assert to_xdr_amount(stellar_amount(text)) == stroops  # what the worker pays
 
 
 def _tx(fee_asset: str | None = None) -> Transaction:

@@ -18,6 +18,7 @@ from typing import Any
 
 from stellar_sdk import StrKey
 
+from anchorpay.domain.amounts import parse_decimal, stellar_amount_problem
 from anchorpay.domain.assets import Asset, AssetList
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
@@ -126,7 +127,10 @@ def _amount(value: Any, asset: Asset) -> str | None:
     if value is None:
         return None
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
-        text = format(Decimal(value), "f")
+        number = Decimal(value)
+        # Expanded only within parse_decimal's bounds: 1e999999999 must not become a gigabyte
+        # string; left in scientific notation, it is refused below as not a decimal string.
+        text = format(number, "f") if parse_decimal(str(number)) is not None else str(number)
     elif isinstance(value, str):
         text = value
     else:
@@ -141,6 +145,9 @@ def _amount(value: Any, asset: Asset) -> str | None:
             f"amount_expected.amount has {decimals} decimals; "
             f"{asset.id} allows at most {asset.significant_decimals}"
         )
+    problem = stellar_amount_problem("amount_expected", Decimal(text))  # a Stellar asset here
+    if problem is not None:
+        raise CreateError(problem)
     return text
 
 

@@ -2,6 +2,10 @@
 
 Money is `Decimal` everywhere, never float. Amount strings sent by the business are stored
 exactly as sent; only refund totals are reformatted.
+
+Beyond the reference's checks, an amount in a Stellar asset must be one the worker can pay:
+Stellar amounts are int64 counts of stroops (10^-7 of a unit), so at most
+922337203685.4775807 and at most 7 decimals (trailing zeros do not count).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _MAX_EXPONENT = 1000
 # Enough precision that quantizing any accepted value never rounds or raises.
 _CTX = Context(prec=3 * _MAX_EXPONENT, Emax=4 * _MAX_EXPONENT, Emin=-4 * _MAX_EXPONENT)
+
+# A Stellar amount is an int64 count of stroops: 1 unit = 10^7 stroops.
+STELLAR_DECIMALS = 7
+STELLAR_MAX_STROOPS = 2**63 - 1
+STELLAR_MAX_AMOUNT = Decimal(STELLAR_MAX_STROOPS).scaleb(-STELLAR_DECIMALS)  # 922337203685.4775807
 
 
 def parse_decimal(text: str) -> Decimal | None:
@@ -54,7 +63,9 @@ def number_to_string(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Decimal):
-        return plain(value) if value.is_finite() else str(value)
+        # Only values parse_decimal accepts are expanded: a JSON number such as 1e999999999
+        # stays in scientific notation (and is then refused) instead of becoming a gigabyte.
+        return plain(value) if parse_decimal(str(value)) is not None else str(value)
     if isinstance(value, float):
         # Only reached if a caller decoded JSON without parse_float=Decimal: repr is the
         # shortest string that round-trips, so 10.1 stays "10.1".
@@ -84,11 +95,30 @@ def format_total(value: Decimal) -> str:
     return plain(rounded)
 
 
+def stellar_amount_problem(field: str, value: Decimal) -> str | None:
+    """Why a Stellar payment cannot carry the finite, non-negative `value` of `<field>.amount`,
+    or None when it can: above the int64 stroop maximum, or more than 7 decimals once
+    trailing zeros are dropped ("1.50000000" is 1.5 and fine, "0.00000001" is not)."""
+    if value > STELLAR_MAX_AMOUNT:
+        return (
+            f"{field}.amount exceeds the largest amount Stellar can hold "
+            f"({plain(STELLAR_MAX_AMOUNT)})"
+        )
+    # Exact: the value has at most 12 integer digits here and _CTX quantizes without rounding.
+    if rescale(value, STELLAR_DECIMALS) != value:
+        return (
+            f"{field}.amount has more than {STELLAR_DECIMALS} decimals, more than Stellar can hold"
+        )
+    return None
+
+
 def validate_asset_amount(
     field: str, amount: str | None, asset: str | None, allow_zero: bool, assets: AssetList
 ) -> Decimal:
-    """`AssetValidationUtils.validateAssetAmount` (spec §2.9), checks in the reference's order.
-    Returns the parsed amount."""
+    """`AssetValidationUtils.validateAssetAmount` (spec §2.9), checks in the reference's order,
+    then anchorpay's own: an amount in a Stellar asset must fit a Stellar payment (int64
+    stroops). NaN and Infinity never get here: parse_decimal refuses them. Returns the parsed
+    amount."""
     if amount is None or amount == "":
         raise InvalidParams(f"{field}.amount cannot be empty")
     value = parse_decimal(amount)
@@ -106,6 +136,10 @@ def validate_asset_amount(
     decimals = configured.significant_decimals
     if decimals is not None and rescale(value, decimals) != value:
         raise InvalidParams(f"'{amount}' has invalid significant decimals. Expected: '{decimals}'")
+    if configured.is_stellar:
+        problem = stellar_amount_problem(field, value)
+        if problem is not None:
+            raise InvalidParams(problem)
     return value
 
 

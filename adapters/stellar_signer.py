@@ -319,15 +319,21 @@ def stellar_asset(asset_id: str) -> Asset:
         ) from None
 
 
+# int64 stroops: the largest amount a Stellar operation can carry.
+MAX_STELLAR_AMOUNT = Decimal("922337203685.4775807")
+
+
 def stellar_amount(amount: str) -> str:
     try:
         value = Decimal(amount)
     except InvalidOperation:
         raise PermanentCustodyError(f"Amount {amount!r} is not a number", "bad_amount") from None
     unit = Decimal("0.0000001")
-    if not value.is_finite() or value <= 0 or value.quantize(unit) != value:
+    too_large = value.is_finite() and value > MAX_STELLAR_AMOUNT
+    if too_large or not value.is_finite() or value <= 0 or value.quantize(unit) != value:
         raise PermanentCustodyError(
-            f"Amount {amount} cannot be paid on Stellar (positive, at most 7 decimals)",
+            f"Amount {amount} cannot be paid on Stellar (positive, at most 7 decimals, at most "
+            f"{MAX_STELLAR_AMOUNT})",
             "bad_amount",
         )
     return format(value.quantize(unit), "f")

@@ -411,3 +411,14 @@ async def test_a_missing_channel_account_is_named() -> None:
         f"The channel account {channel.public_key} does not exist on the ledger; "
         "create and fund it (tx_no_source_account)"
     )
+
+
+@pytest.mark.parametrize("amount", ["922337203685.4775808", "1e400", "-1", "0.00000001"])
+def test_amounts_stellar_cannot_carry_are_permanent_with_a_sentence(amount: str) -> None:
+    with pytest.raises(PermanentCustodyError) as caught:
+        stellar_amount(amount)
+    assert str(caught.value) == (
+        f"Amount {amount} cannot be paid on Stellar (positive, at most 7 decimals, at most "
+        "922337203685.4775807)"
+    )
+    assert stellar_amount("922337203685.4775807") == "922337203685.4775807"

@@ -496,3 +496,26 @@ def test_incoming_transfer_shape() -> None:
 def test_transaction_protocol_errors(data: object) -> None:
     with pytest.raises(FireblocksProtocolError):
         FbTransaction.from_json(data)
+
+
+async def test_vault_addresses_follows_every_page_and_reads_only(fb: Any) -> None:
+    router, client = fb
+    path = "/v1/vault/accounts/0/XLM/addresses_paginated"
+    other = "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
+    route = router.get(path).mock(
+        side_effect=[
+            httpx.Response(
+                200,
+                json={
+                    "addresses": [{"address": VAULT_ADDR, "tag": "1"}, {"address": VAULT_ADDR}],
+                    "paging": {"after": "c1"},
+                },
+            ),
+            httpx.Response(200, json={"addresses": [{"address": other}], "paging": {}}),
+        ]
+    )
+    assert await client.vault_addresses("0", "XLM") == [VAULT_ADDR, other]
+    assert [c.request.url.query for c in route.calls] == [b"", b"after=c1"]
+    router.get(path).respond(200, json={"paging": {}})
+    with pytest.raises(FireblocksProtocolError, match="no 'addresses' array"):
+        await client.vault_addresses("0", "XLM")

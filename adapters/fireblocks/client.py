@@ -27,6 +27,7 @@ from anchorpay.adapters.fireblocks.errors import (
     FireblocksUnavailable,
 )
 from anchorpay.adapters.fireblocks.models import (
+    AddressPage,
     CreatedTransaction,
     DepositAddress,
     FbTransaction,
@@ -132,6 +133,25 @@ class FireblocksClient:
         path = f"/v1/vault/accounts/{_segment(vault_account_id)}/{_segment(asset_id)}/addresses"
         response = await self._request("POST", path, body={"description": description})
         return self._parse(response, f"POST {path}", DepositAddress.from_json)
+
+    async def vault_addresses(self, vault_account_id: str, asset_id: str) -> list[str]:
+        """The vault's addresses for an asset (read only, every page): where its payments
+        come from. `GET .../addresses_paginated`, followed by `paging.after`."""
+        base = (
+            f"/v1/vault/accounts/{_segment(vault_account_id)}/{_segment(asset_id)}"
+            "/addresses_paginated"
+        )
+        found: dict[str, None] = {}
+        after: str | None = None
+        for _ in range(1000):  # a bound on a misbehaving cursor, far above real vaults
+            path = base + (f"?{urlencode([('after', after)])}" if after else "")
+            response = await self._request("GET", path)
+            page = self._parse(response, f"GET {path}", AddressPage.from_json)
+            found.update(dict.fromkeys(page.addresses))
+            if not page.after or page.after == after:
+                break
+            after = page.after
+        return list(found)
 
     async def get_vault_account(self, vault_account_id: str) -> VaultAccount:
         path = f"/v1/vault/accounts/{_segment(vault_account_id)}"

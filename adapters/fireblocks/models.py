@@ -128,6 +128,27 @@ class DepositAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressPage:
+    """One page of `addresses_paginated`: the addresses, and the cursor of the next page."""
+
+    addresses: tuple[str, ...]
+    after: str
+
+    @classmethod
+    def from_json(cls, data: object) -> AddressPage:
+        obj = _object(data, "address page")
+        items = obj.get("addresses")
+        if not isinstance(items, list):
+            raise FireblocksProtocolError("the address page has no 'addresses' array")
+        addresses = tuple(
+            _required(_object(item, "vault address"), "address", "vault address") for item in items
+        )
+        paging = obj.get("paging")
+        after = _text(paging, "after") if isinstance(paging, Mapping) else ""
+        return cls(addresses=addresses, after=after)
+
+
+@dataclass(frozen=True, slots=True)
 class VaultAsset:
     id: str
     total: Decimal

@@ -133,8 +133,8 @@ def check_database(url: str) -> None:
 
 
 async def vault_accounts(config: FireblocksConfig) -> tuple[str, ...]:
-    """The vault's Stellar address of each mapped asset. Fireblocks answers it only as a
-    deposit address (a fresh tag on the same account): tags cost nothing and go unused."""
+    """The vault's Stellar addresses of the mapped assets, read (never created) from
+    Fireblocks' `addresses_paginated`."""
     from anchorpay.adapters.fireblocks import build_client
     from anchorpay.adapters.fireblocks.errors import FireblocksError
 
@@ -142,14 +142,15 @@ async def vault_accounts(config: FireblocksConfig) -> tuple[str, ...]:
     found: dict[str, None] = {}
     try:
         for fb_asset in dict.fromkeys(config.asset_ids.values()):
-            address = await client.new_deposit_address(
-                config.vault_account_id, fb_asset, "anchorpay reconcile (source address only)"
+            found.update(
+                dict.fromkeys(await client.vault_addresses(config.vault_account_id, fb_asset))
             )
-            found[address.address] = None
     except FireblocksError as exc:
         raise ReconcileError(f"could not read the Fireblocks vault's address: {exc}") from None
     finally:
         await client.aclose()
+    if not found:
+        raise ReconcileError("the Fireblocks vault has no address for the mapped assets")
     return tuple(found)
 
 

@@ -116,6 +116,10 @@ def api_routes(fb: FireblocksSandbox) -> list[BaseRoute]:
             raise bad_request("description must be a string")
         return fb.new_deposit_address(p["vault_id"], p["asset_id"], description)
 
+    async def addresses(request: Request, body: bytes) -> Any:
+        p = request.path_params
+        return fb.vault_addresses(p["vault_id"], p["asset_id"])
+
     vault = "/v1/vault/accounts/{vault_id}"
     return [
         guarded("POST", "/v1/transactions", create),
@@ -125,6 +129,7 @@ def api_routes(fb: FireblocksSandbox) -> list[BaseRoute]:
         guarded("GET", vault, vault_account),
         guarded("GET", vault + "/{asset_id}", vault_asset),
         guarded("POST", vault + "/{asset_id}/addresses", new_address),
+        guarded("GET", vault + "/{asset_id}/addresses_paginated", addresses),
     ]
 
 

@@ -330,6 +330,24 @@ class FireblocksSandbox:
             "bip44AddressIndex": 0,
         }
 
+    def vault_addresses(self, vault_id: str, asset_id: str) -> dict[str, Any]:
+        """`addresses_paginated`: one Stellar account, each tag issued on it (one page)."""
+        self._check_asset(vault_id, asset_id)
+        tags = [("", ""), *self.deposit_tags.items()]
+        return {
+            "addresses": [
+                {
+                    "assetId": asset_id,
+                    "address": self.vault_address,
+                    "tag": tag,
+                    "description": description,
+                    "type": "Permanent",
+                }
+                for tag, description in tags
+            ],
+            "paging": {},
+        }
+
     # --- developer routes ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck pytest bench clean
+.PHONY: serve test lint lint-imports mirror typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,20 +23,27 @@ serve: $(STAMP_RUN)
 	mkdir -p data
 	$(BIN)/anchorpay serve
 
-test: $(STAMP_TEST) lint typecheck pytest
+test: $(STAMP_TEST) lint typecheck lint-imports pytest
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check src adapters scheduler tests bench
 	$(BIN)/ruff format --check src adapters scheduler tests bench
 
-# mypy cannot follow setuptools' editable finder, so it checks a tree of symlinks that
-# mirrors the installed package: src/anchorpay + adapters + scheduler as one `anchorpay`.
-typecheck: $(STAMP_TEST)
+# mypy and import-linter cannot follow setuptools' editable finder, so they read a tree of
+# symlinks that mirrors the installed package: src/anchorpay + adapters + scheduler as one
+# `anchorpay`.
+mirror:
 	rm -rf build/typecheck && mkdir -p build/typecheck/anchorpay
 	for f in src/anchorpay/*; do ln -s ../../../$$f build/typecheck/anchorpay/; done
 	ln -s ../../../adapters build/typecheck/anchorpay/adapters
 	ln -s ../../../scheduler build/typecheck/anchorpay/scheduler
+
+typecheck: $(STAMP_TEST) mirror
 	MYPYPATH=build/typecheck $(BIN)/mypy -p anchorpay
+
+# The layers of DESIGN.md as import-linter contracts ([tool.importlinter] in pyproject.toml).
+lint-imports: $(STAMP_TEST) mirror
+	cd build/typecheck && PYTHONPATH=. ../../$(BIN)/lint-imports ../../pyproject.toml --no-cache
 
 pytest: $(STAMP_TEST)
 	$(BIN)/pytest

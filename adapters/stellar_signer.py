@@ -377,16 +377,15 @@ def _hash_bytes(memo: str) -> bytes:
     raise PermanentCustodyError(f"Memo {memo!r} is not a 32-byte hash", "bad_memo")
 
 
-def distribution_secret(settings: Settings) -> str:
-    """STELLAR_DISTRIBUTION_SECRET, or in the sandbox with nothing set, the sandbox's own."""
+def distribution_secret(settings: Settings, default: str | None = None) -> str:
+    """STELLAR_DISTRIBUTION_SECRET, or `default` (the sandbox's own, handed in by the
+    composition root on the sandbox network) when nothing is set."""
     if settings.stellar_distribution_secret is not None:
         value = settings.stellar_distribution_secret.get_secret_value()
         if value:
             return value
-    if settings.sandbox_enabled:
-        import importlib  # the sandbox package is optional in production installs
-
-        return str(importlib.import_module("anchorpay.sandbox").SANDBOX_DISTRIBUTION_SECRET)
+    if default is not None:
+        return default
     raise ConfigError("STELLAR_DISTRIBUTION_SECRET is required when CUSTODY_TYPE=stellar")
 
 
@@ -398,9 +397,11 @@ def channel_secrets(settings: Settings) -> list[str]:
     return [s.strip() for s in raw.get_secret_value().split(",") if s.strip()]
 
 
-def build_stellar_signer(settings: Settings, ledger: LedgerClient) -> StellarSigner:
+def build_stellar_signer(
+    settings: Settings, ledger: LedgerClient, default_secret: str | None = None
+) -> StellarSigner:
     return StellarSigner(
-        distribution_secret(settings),
+        distribution_secret(settings, default_secret),
         ledger,
         network_passphrase=settings.network_passphrase,
         tx_timeout_s=settings.stellar_tx_timeout_s,

@@ -38,7 +38,7 @@ from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.domain.transitions import TRUSTLINE_LOST
 from anchorpay.scheduler.payout_log import log_change
-from anchorpay.scheduler.services import JobServices
+from anchorpay.services import JobServices
 from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 from anchorpay.store import transactions as tx_store

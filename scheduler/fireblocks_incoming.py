@@ -39,8 +39,9 @@ from anchorpay.scheduler.observer import (
     PaymentObserver,
     Unmatched,
 )
-from anchorpay.scheduler.services import JobServices
+from anchorpay.services import JobServices
 from anchorpay.scheduler.singleton import add_periodic_job
+from anchorpay.settings import ConfigError
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import observer as observer_store
 
@@ -227,9 +228,10 @@ def add_fireblocks_incoming_job(scheduler: Any, services: JobServices) -> Incomi
     if settings.deposit_info_generator != "custody":
         return None
     from anchorpay.adapters.fireblocks import build_client
-    from anchorpay.adapters.fireblocks.config import config_of
 
-    config = config_of(services)
+    config = services.fireblocks
+    if config is None:
+        raise ConfigError("CUSTODY_TYPE=fireblocks but its configuration was not loaded")
     incoming = IncomingTransfers(services, config, build_client(config))
     add_periodic_job(
         scheduler,

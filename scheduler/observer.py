@@ -57,7 +57,7 @@ from anchorpay.adapters.ledger import (
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
-from anchorpay.scheduler.services import JobServices
+from anchorpay.services import JobServices
 from anchorpay.scheduler.singleton import add_periodic_job
 from anchorpay.store import observer as store
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from anchorpay.scheduler.services import JobServices
+from anchorpay.services import JobServices
 from anchorpay.store import job_leases
 
 log = logging.getLogger("anchorpay.worker")

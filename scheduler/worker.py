@@ -25,8 +25,9 @@ from anchorpay.adapters.base import CustodyAdapter
 from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
-from anchorpay.scheduler.services import JobServices
+from anchorpay.services import JobServices
 from anchorpay.scheduler.singleton import release_leases
+from anchorpay.settings import ConfigError
 
 log = logging.getLogger("anchorpay.worker")
 
@@ -43,17 +44,21 @@ OPTIONAL_JOBS = (
 
 
 def build_adapter(services: JobServices) -> CustodyAdapter | None:
-    """The configured custody adapter, or None when custody is off (CUSTODY_TYPE=none)."""
+    """The configured custody adapter, or None when custody is off (CUSTODY_TYPE=none). Its
+    configuration was read once by the composition root (`Services`)."""
     kind = services.settings.effective_custody_type
     if kind == "stellar":
         from anchorpay.adapters.stellar_signer import build_stellar_signer
 
-        return build_stellar_signer(services.settings, services.ledger)
+        return build_stellar_signer(
+            services.settings, services.ledger, services.distribution_secret_default
+        )
     if kind == "fireblocks":
         from anchorpay.adapters.fireblocks import build_fireblocks_adapter
-        from anchorpay.adapters.fireblocks.config import config_of
 
-        return build_fireblocks_adapter(config_of(services), services.ledger)
+        if services.fireblocks is None:
+            raise ConfigError("CUSTODY_TYPE=fireblocks but its configuration was not loaded")
+        return build_fireblocks_adapter(services.fireblocks, services.ledger)
     return None
 
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from anchorpay.adapters.fireblocks.config import load_asset_mapping, load_fireblocks_config
+from anchorpay.runtime import load_fireblocks
 from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_API_KEY,
     SANDBOX_FIREBLOCKS_VAULT_ID,
@@ -125,8 +126,11 @@ def test_unreadable_and_wrong_keys_are_startup_errors(tmp_path: Path) -> None:
 
 
 def test_the_sandbox_needs_no_credentials() -> None:
+    """The composition root hands the sandbox's keys in; the adapter never imports them."""
     settings = Settings(custody_type="fireblocks", custody_file=CONFIG_DIR / "custody.toml")
-    config = load_fireblocks_config(settings, ASSETS)
+    with pytest.raises(ConfigError, match="FIREBLOCKS_API_KEY is required"):
+        load_fireblocks_config(settings, ASSETS)  # no defaults handed in
+    config = load_fireblocks(settings, ASSETS)
     assert config.api_key == SANDBOX_FIREBLOCKS_API_KEY
     assert config.vault_account_id == SANDBOX_FIREBLOCKS_VAULT_ID
     assert config.base_url == "http://127.0.0.1:8085/sandbox/fireblocks"

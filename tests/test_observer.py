@@ -32,7 +32,7 @@ from anchorpay.scheduler.observer import (
     amount_message,
     memo_candidates,
 )
-from anchorpay.scheduler.observer_health import observer_health
+from anchorpay.api.observer_health import observer_health
 from anchorpay.settings import Settings
 from anchorpay.store import observer as store
 from anchorpay.store import transactions

@@ -5,8 +5,9 @@ missing credential, an unreadable or wrong-type key file, an asset of the asset 
 a Fireblocks id, two Stellar assets mapped to one Fireblocks id. At run time nothing of this
 can fail any more (the reference found a missing mapping as an HTTP 500 on the first payout).
 
-On the sandbox, unset credentials fall back to the sandbox Fireblocks' fixed, sandbox-only
-key and vault, so `make serve` with CUSTODY_TYPE=fireblocks works offline.
+On the sandbox, unset credentials fall back to defaults the composition root hands in (the
+sandbox Fireblocks' fixed, sandbox-only key and vault), so `make serve` with
+CUSTODY_TYPE=fireblocks works offline. This module never imports the sandbox.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from anchorpay.adapters.fireblocks.auth import (
     parse_public_key_pem,
 )
 from anchorpay.domain.assets import AssetList
-from anchorpay.scheduler.services import JobServices
 from anchorpay.settings import ConfigError, Settings
 
 
@@ -48,22 +48,26 @@ class FireblocksConfig:
         return None
 
 
-def config_of(services: JobServices) -> FireblocksConfig:
-    """The configuration the process loaded at start (`Services.fireblocks`), or, for a
-    caller that built its services by hand, loaded now."""
-    return services.fireblocks or load_fireblocks_config(services.settings, services.assets)
+@dataclass(frozen=True)
+class FireblocksDefaults:
+    """What unset credentials fall back to (the sandbox's, handed in by the composition
+    root); never used against a real Fireblocks."""
+
+    api_key: str = field(repr=False)
+    vault_account_id: str
+    private_key_pem: str = field(repr=False)
+    webhook_public_pem: str = field(repr=False)
 
 
-def load_fireblocks_config(settings: Settings, assets: AssetList) -> FireblocksConfig:
+def load_fireblocks_config(
+    settings: Settings, assets: AssetList, defaults: FireblocksDefaults | None = None
+) -> FireblocksConfig:
     """Build and check the configuration. Raises ConfigError with one line."""
-    sandbox = settings.sandbox_enabled  # a sandbox ledger only pairs with a sandbox Fireblocks
     api_key = settings.fireblocks_api_key.get_secret_value() if settings.fireblocks_api_key else ""
     vault = (settings.fireblocks_vault_account_id or "").strip()
-    if sandbox:
-        from anchorpay.sandbox import fireblocks as fb_sandbox
-
-        api_key = api_key or fb_sandbox.SANDBOX_FIREBLOCKS_API_KEY
-        vault = vault or fb_sandbox.SANDBOX_FIREBLOCKS_VAULT_ID
+    if defaults is not None:
+        api_key = api_key or defaults.api_key
+        vault = vault or defaults.vault_account_id
     for name, value in (
         ("FIREBLOCKS_API_KEY", api_key.strip()),
         ("FIREBLOCKS_VAULT_ACCOUNT_ID", vault),
@@ -71,8 +75,8 @@ def load_fireblocks_config(settings: Settings, assets: AssetList) -> FireblocksC
         if not value:
             raise ConfigError(f"{name} is required when CUSTODY_TYPE=fireblocks")
     try:
-        private_key = _private_key(settings.fireblocks_secret_key_file, sandbox)
-        webhook_key = _webhook_key(settings.fireblocks_webhook_public_key_file, sandbox)
+        private_key = _private_key(settings.fireblocks_secret_key_file, defaults)
+        webhook_key = _webhook_key(settings.fireblocks_webhook_public_key_file, defaults)
     except KeyFileError as exc:
         raise ConfigError(str(exc)) from None
     return FireblocksConfig(
@@ -87,24 +91,20 @@ def load_fireblocks_config(settings: Settings, assets: AssetList) -> FireblocksC
     )
 
 
-def _private_key(path: Path | None, sandbox: bool) -> RSAPrivateKey:
+def _private_key(path: Path | None, defaults: FireblocksDefaults | None) -> RSAPrivateKey:
     if path is not None:
         return load_private_key(path)
-    if not sandbox:
+    if defaults is None:
         raise ConfigError("FIREBLOCKS_SECRET_KEY_FILE is required when CUSTODY_TYPE=fireblocks")
-    from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_API_SECRET_PEM
-
-    return parse_private_key_pem(SANDBOX_FIREBLOCKS_API_SECRET_PEM.encode())
+    return parse_private_key_pem(defaults.private_key_pem.encode())
 
 
-def _webhook_key(path: Path | None, sandbox: bool) -> RSAPublicKey | None:
+def _webhook_key(path: Path | None, defaults: FireblocksDefaults | None) -> RSAPublicKey | None:
     if path is not None:
         return load_public_key(path)
-    if not sandbox:
+    if defaults is None:
         return None  # the JWKS (Fireblocks-Webhook-Signature) is enough
-    from anchorpay.sandbox.fireblocks import SANDBOX_FIREBLOCKS_WEBHOOK_PUBLIC_PEM
-
-    return parse_public_key_pem(SANDBOX_FIREBLOCKS_WEBHOOK_PUBLIC_PEM.encode())
+    return parse_public_key_pem(defaults.webhook_public_pem.encode())
 
 
 def load_asset_mapping(path: Path, assets: AssetList) -> dict[str, str]:

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
+from anchorpay import runtime
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.api import health, observer, payouts, transactions
 from anchorpay.domain.assets import AssetList
@@ -99,7 +100,7 @@ def build_sandbox_fireblocks(
 def build_fireblocks(services: Services, config: FireblocksConfig) -> FireblocksWebhooks:
     """The server's side of Fireblocks: webhooks, incoming transfers, deposit addresses."""
     from anchorpay.adapters.fireblocks import build_client
-    from anchorpay.adapters.fireblocks.deposits import FireblocksDepositAddresses
+    from anchorpay.custody_deposit_info import FireblocksDepositAddresses
     from anchorpay.adapters.fireblocks.webhook_signature import WebhookVerifier
     from anchorpay.api.fireblocks_webhooks import FireblocksWebhooks
     from anchorpay.scheduler.fireblocks_incoming import IncomingTransfers
@@ -125,14 +126,13 @@ def create_app(
         assets=assets,
         sessions=session_factory(engine),
         ledger=ledger if ledger is not None else default_ledger(settings),
+        distribution_secret_default=runtime.distribution_secret_default(settings),
     )
     sandbox = build_sandbox(settings, assets)
     if settings.effective_custody_type == "fireblocks":
-        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
-
         # Read and checked once, here: ConfigError now, not at a payout; the worker, the
         # webhooks and the incoming poll all use this one.
-        services.fireblocks = load_fireblocks_config(settings, assets)
+        services.fireblocks = runtime.load_fireblocks(settings, assets)
     fb_config = services.fireblocks
     fb_sandbox = build_sandbox_fireblocks(settings, sandbox, fb_config)
     hooks = build_fireblocks(services, fb_config) if fb_config is not None else None

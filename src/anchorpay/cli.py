@@ -137,6 +137,7 @@ async def _run_worker(
     settings: Settings, assets: AssetList, fireblocks: FireblocksConfig | None
 ) -> None:
     from anchorpay.app import default_ledger
+    from anchorpay.runtime import distribution_secret_default
     from anchorpay.scheduler.worker import Worker
     from anchorpay.store import migrate
     from anchorpay.store.db import create_engine, is_sqlite, session_factory
@@ -152,6 +153,7 @@ async def _run_worker(
         sessions=session_factory(engine),
         ledger=default_ledger(settings),
         fireblocks=fireblocks,
+        distribution_secret_default=distribution_secret_default(settings),
     )
     worker = Worker(services)
     services.wake_worker = worker.wake
@@ -170,9 +172,9 @@ def _worker(args: argparse.Namespace) -> int:
     assets = settings.load_assets()
     fireblocks = None
     if settings.effective_custody_type == "fireblocks":  # one line now, not a failed start
-        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+        from anchorpay.runtime import load_fireblocks
 
-        fireblocks = load_fireblocks_config(settings, assets)
+        fireblocks = load_fireblocks(settings, assets)
     asyncio.run(_run_worker(settings, assets, fireblocks))
     return 0
 
@@ -204,10 +206,10 @@ def _sandbox(args: argparse.Namespace) -> int:
     assert sandbox is not None  # STELLAR_NETWORK=sandbox above
     fireblocks = None
     if settings.effective_custody_type == "fireblocks":
-        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
         from anchorpay.app import build_sandbox_fireblocks
+        from anchorpay.runtime import load_fireblocks
 
-        fb_config = load_fireblocks_config(settings, assets)
+        fb_config = load_fireblocks(settings, assets)
         fireblocks = build_sandbox_fireblocks(settings, sandbox, fb_config, standalone=True)
     print(f"sandbox distribution account: {sandbox.distribution_account}")
     print(f"sandbox distribution secret (sandbox only): {SANDBOX_DISTRIBUTION_SECRET}", flush=True)
@@ -224,7 +226,7 @@ def _custody(args: argparse.Namespace) -> int:
     """`custody check`: a table of what works, and exit 0 only when everything does."""
     from anchorpay.adapters.fireblocks import build_client
     from anchorpay.adapters.fireblocks.check import run_check
-    from anchorpay.adapters.fireblocks.config import load_fireblocks_config
+    from anchorpay.runtime import load_fireblocks
 
     settings = _settings(args)
     if settings.effective_custody_type != "fireblocks":
@@ -232,7 +234,7 @@ def _custody(args: argparse.Namespace) -> int:
             f"custody check needs CUSTODY_TYPE=fireblocks (custody is "
             f"{settings.effective_custody_type})"
         )
-    config = load_fireblocks_config(settings, settings.load_assets())
+    config = load_fireblocks(settings, settings.load_assets())
 
     async def check() -> bool:
         client = build_client(config)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay import runtime
 from anchorpay.adapters.ledger import (
     LedgerClient,
     LedgerError,
@@ -107,7 +108,8 @@ def sources_of(settings: Settings) -> Sources:
 
         from anchorpay.adapters.stellar_signer import channel_secrets, distribution_secret
 
-        secrets = [distribution_secret(settings), *channel_secrets(settings)]
+        default = runtime.distribution_secret_default(settings)
+        secrets = [distribution_secret(settings, default), *channel_secrets(settings)]
         try:
             accounts = [str(Keypair.from_secret(s).public_key) for s in secrets]
         except Exception:  # the SDK's message could echo the value: say nothing of it
@@ -116,10 +118,8 @@ def sources_of(settings: Settings) -> Sources:
             ) from None
         return Sources("stellar", tuple(dict.fromkeys(accounts)))
     if custody == "fireblocks":
-        from anchorpay.adapters.fireblocks.config import load_fireblocks_config
-
         return Sources(
-            "fireblocks", fireblocks=load_fireblocks_config(settings, settings.load_assets())
+            "fireblocks", fireblocks=runtime.load_fireblocks(settings, settings.load_assets())
         )
     raise ConfigError(f"reconcile needs CUSTODY_TYPE=stellar or fireblocks (custody is {custody})")
 

@@ -65,6 +65,9 @@ class Services:
     custody_deposit_info: CustodyDepositInfo | None = None
     # CUSTODY_TYPE=fireblocks: the configuration, read and checked once at start.
     fireblocks: FireblocksConfig | None = None
+    # The sandbox's distribution secret on the sandbox network (the composition root's), the
+    # signer's default when STELLAR_DISTRIBUTION_SECRET is unset.
+    distribution_secret_default: str | None = field(default=None, repr=False)
 
 
 def machine_context(services: Services, now: datetime) -> machine.MachineContext:

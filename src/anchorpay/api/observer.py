@@ -4,7 +4,7 @@
   no withdrawal (newest first) with the reason, so an operator can refund or credit them by
   hand. Same authentication as `/transactions`.
 - The `observer` member of `GET /health` (registered on import, see
-  `scheduler/observer_health.py`): 503 when the observer is stalled.
+  `api/observer_health.py`): 503 when the observer is stalled.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from anchorpay.api import health
-from anchorpay.scheduler.observer_health import observer_health
-from anchorpay.scheduler.services import JobServices
+from anchorpay.api.observer_health import observer_health
+from anchorpay.services import JobServices
 from anchorpay.store import observer as store
 from anchorpay.store.observer_tables import UnmatchedPaymentRow
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from anchorpay.adapters.ledger import LedgerError
-from anchorpay.scheduler.services import JobServices
+from anchorpay.services import JobServices
 from anchorpay.store import observer as store
 
 

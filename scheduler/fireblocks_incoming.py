@@ -39,8 +39,8 @@ from anchorpay.scheduler.observer import (
     PaymentObserver,
     Unmatched,
 )
-from anchorpay.services import JobServices
 from anchorpay.scheduler.singleton import add_periodic_job
+from anchorpay.services import JobServices
 from anchorpay.settings import ConfigError
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import observer as observer_store

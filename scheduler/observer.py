@@ -57,8 +57,8 @@ from anchorpay.adapters.ledger import (
 from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import Transaction
-from anchorpay.services import JobServices
 from anchorpay.scheduler.singleton import add_periodic_job
+from anchorpay.services import JobServices
 from anchorpay.store import observer as store
 
 log = logging.getLogger("anchorpay.observer")

@@ -25,8 +25,8 @@ from anchorpay.adapters.base import CustodyAdapter
 from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
-from anchorpay.services import JobServices
 from anchorpay.scheduler.singleton import release_leases
+from anchorpay.services import JobServices
 from anchorpay.settings import ConfigError
 
 log = logging.getLogger("anchorpay.worker")

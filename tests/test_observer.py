@@ -21,6 +21,7 @@ from anchorpay.adapters.ledger import (
     ObservedPayment,
     PaymentsPage,
 )
+from anchorpay.api.observer_health import observer_health
 from anchorpay.domain.assets import Asset, AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams
 from anchorpay.domain.statuses import Kind, Status
@@ -32,7 +33,6 @@ from anchorpay.scheduler.observer import (
     amount_message,
     memo_candidates,
 )
-from anchorpay.api.observer_health import observer_health
 from anchorpay.settings import Settings
 from anchorpay.store import observer as store
 from anchorpay.store import transactions

@@ -100,9 +100,9 @@ def build_sandbox_fireblocks(
 def build_fireblocks(services: Services, config: FireblocksConfig) -> FireblocksWebhooks:
     """The server's side of Fireblocks: webhooks, incoming transfers, deposit addresses."""
     from anchorpay.adapters.fireblocks import build_client
-    from anchorpay.custody_deposit_info import FireblocksDepositAddresses
     from anchorpay.adapters.fireblocks.webhook_signature import WebhookVerifier
     from anchorpay.api.fireblocks_webhooks import FireblocksWebhooks
+    from anchorpay.custody_deposit_info import FireblocksDepositAddresses
     from anchorpay.scheduler.fireblocks_incoming import IncomingTransfers
 
     client = build_client(config)

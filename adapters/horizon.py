@@ -12,6 +12,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stellar_sdk import Asset, TransactionEnvelope
+from stellar_sdk.operation import Payment
+
 from anchorpay.adapters.ledger import (
     Account,
     Balance,
@@ -34,6 +37,7 @@ Json = dict[str, Any]
 # Horizon holds a submission open until the transaction is in a ledger (about 30 s at most),
 # so a shorter client timeout would turn ordinary waits into "unknown outcome" errors.
 MIN_SUBMIT_TIMEOUT_S = 35.0
+STROOP = Decimal("0.0000001")
 PAYMENT_TYPES = ("payment", "path_payment_strict_receive", "path_payment_strict_send")
 
 
@@ -109,6 +113,7 @@ class HorizonLedgerClient:
                 hash=str(body.get("hash", "")),
                 successful=bool(body.get("successful", True)),
                 ledger=int(ledger) if ledger is not None else None,
+                record=_submitted_record(body, envelope_xdr),
             )
         if response.status_code == 400:
             extras = body.get("extras") or {}
@@ -266,6 +271,46 @@ def _balance(entry: Json) -> Balance | None:
 def _sdk_asset(asset_id: str) -> str:
     """`stellar:native` -> `native`, `stellar:CODE:ISSUER` -> `CODE:ISSUER` (SDK notation)."""
     return asset_id.removeprefix("stellar:")
+
+
+def _submitted_record(body: Json, envelope_xdr: str) -> StellarTransaction | None:
+    """The `stellar_transactions[]` entry of a transaction Horizon just applied, from its
+    answer and the envelope that was sent: what a second read of `/transactions/{hash}` and
+    its payments would give, without that read. Operation ids follow Horizon's TOID: the
+    transaction's paging token plus the operation's position. None when the answer lacks
+    what it takes (an older Horizon): the caller then reads the ledger."""
+    try:
+        token = int(str(body["paging_token"]))
+        created_at = _time(str(body["created_at"]))
+        envelope = TransactionEnvelope.from_xdr(envelope_xdr, "")
+    except (KeyError, ValueError, TypeError):
+        return None
+    tx = envelope.transaction
+    payments = [
+        StellarPayment(
+            id=str(token + index + 1),
+            amount=format(Decimal(op.amount).quantize(STROOP), "f"),
+            asset=_sdk_asset(_op_asset_id(op.asset)),
+            payment_type="payment",
+            source_account=(op.source or tx.source).account_id,
+            destination_account=op.destination.account_id,
+        )
+        for index, op in enumerate(tx.operations)
+        if isinstance(op, Payment)
+    ]
+    memo_type = str(body.get("memo_type", "none"))
+    return StellarTransaction(
+        id=str(body.get("hash", "")),
+        created_at=created_at,
+        envelope=str(body.get("envelope_xdr") or envelope_xdr),
+        payments=payments,
+        memo=_memo(body),
+        memo_type=None if memo_type == "none" else memo_type,
+    )
+
+
+def _op_asset_id(asset: Asset) -> str:
+    return "stellar:native" if asset.is_native() else f"stellar:{asset.code}:{asset.issuer}"
 
 
 def _stellar_payment(r: Json) -> StellarPayment:

@@ -61,6 +61,8 @@ class SubmitResult:
     ledger: int | None = None
     transaction_code: str | None = None
     operation_codes: tuple[str, ...] = ()
+    # A successful submission's `stellar_transactions[]` entry, when the answer carries it.
+    record: StellarTransaction | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,7 +194,9 @@ class StellarSigner:
         except LedgerError as exc:
             raise TransientCustodyError(f"Submission of {order.tx_hash} failed: {exc}") from None
         if result.successful:
-            return Confirmed(hash=result.hash or order.tx_hash, ledger=result.ledger)
+            return Confirmed(
+                hash=result.hash or order.tx_hash, ledger=result.ledger, record=result.record
+            )
         if result.transaction_code == "tx_failed" or result.operation_codes:
             # Applied now and failed: the sequence is consumed, nothing was paid, and this
             # envelope cannot have been applied before (its sequence would be gone).

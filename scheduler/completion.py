@@ -31,11 +31,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import workflow
 from anchorpay.adapters.base import Confirmed
-from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
+from anchorpay.domain.errors import InternalError, RpcError
 from anchorpay.domain.payout_states import PayoutMove
 from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.statuses import Status
-from anchorpay.domain.transaction import Transaction
+from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.domain.transitions import TRUSTLINE_LOST
 from anchorpay.scheduler.payout_log import log_change
 from anchorpay.services import JobServices
@@ -60,6 +60,7 @@ class RunMethod(Protocol):
         now: datetime | None = None,
         in_same_transaction: InSameTransaction | None = None,
         settling: str | None = None,
+        known: StellarTransaction | None = None,
     ) -> Transaction: ...
 
 
@@ -177,7 +178,9 @@ class Completion:
             )
             return
         method, params = completion_call(row, outcome, tx, self.services.settings)
-        refused = await self._apply(proc, row, method, params, final, f"{row.purpose} confirmed")
+        refused = await self._apply(
+            proc, row, method, params, final, f"{row.purpose} confirmed", known=outcome.record
+        )
         if refused is None:
             return
         # The money is on the ledger: record it on the transaction whatever its status.
@@ -188,6 +191,7 @@ class Completion:
             hash=outcome.hash,
             amount=row.amount,
             fee=row.refund_fee,
+            record=outcome.record,
         )
         status = refused.status.value if refused.status is not None else "unknown"
         note = f"transaction was in status {status}; recorded on it, status not changed"
@@ -267,6 +271,8 @@ class Completion:
         params: dict[str, Any],
         final: Final,
         what: str,
+        *,
+        known: StellarTransaction | None = None,
     ) -> Refusal | None:
         """Apply `method` with the payout's final write in the same database transaction.
         Returns the refusal when the state machine said no (nothing written then); None when
@@ -288,15 +294,14 @@ class Completion:
                 now=now,
                 in_same_transaction=finish,
                 settling=row.id,
+                known=known,
             )
         except store.LeaseLost:
             raise
-        except RpcError as exc:
-            if exc.code == INTERNAL_ERROR:  # e.g. Horizon unreachable for the lookup: retry
-                await proc.retry(
-                    row, f"{method} could not be applied yet: {exc.message}", count=False
-                )
-                return None
+        except InternalError as exc:  # transient (the ledger, a lost race): retried
+            await proc.retry(row, f"{method} could not be applied yet: {exc.message}", count=False)
+            return None
+        except RpcError as exc:  # the state machine said no
             tx = await self._load(row.transaction_id)
             log.info(
                 "payout %s: %s refused for transaction %s: %s",

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
+from stellar_sdk import Account, Asset, Keypair, TransactionBuilder, TransactionEnvelope
 
 from anchorpay.adapters.horizon import HorizonLedgerClient
 from anchorpay.adapters.ledger import LedgerError, LedgerNotFound, LedgerUnavailable
@@ -269,6 +269,33 @@ async def test_submit_success(horizon: Any) -> None:
     sent = route.calls.last.request
     assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
     assert httpx.QueryParams(sent.content.decode())["tx"] == ENVELOPE
+
+
+async def test_submit_success_carries_the_ledger_record(horizon: Any) -> None:
+    """What a read of the transaction would give: operation ids from the paging token."""
+    router, client = horizon
+    router.post("/transactions").respond(200, json=TX_JSON)
+    record = (await client.submit(ENVELOPE)).record
+    assert record is not None
+    assert (record.id, record.envelope, record.memo, record.memo_type) == (
+        TX,
+        ENVELOPE,
+        "1234567890",
+        "id",
+    )
+    assert record.created_at == datetime(2024, 1, 15, 10, 0, 5, tzinfo=UTC)
+    (payment,) = record.payments
+    source = TransactionEnvelope.from_xdr(ENVELOPE, TESTNET).transaction.source.account_id
+    assert (payment.id, payment.amount, payment.asset, payment.payment_type) == (
+        "17909970300751873",
+        "1.0000000",
+        "native",
+        "payment",
+    )
+    assert (payment.source_account, payment.destination_account) == (source, ACCOUNT)
+    # An answer without a paging token (an older Horizon): no record, the caller reads it.
+    router.post("/transactions").respond(200, json={**TX_JSON, "paging_token": None})
+    assert (await client.submit(ENVELOPE)).record is None
 
 
 async def test_submit_failure_carries_result_codes(horizon: Any) -> None:

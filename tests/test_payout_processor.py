@@ -137,6 +137,7 @@ class FakeWorkflow:
         now: datetime | None = None,
         in_same_transaction: Callable[[AsyncSession], Awaitable[None]] | None = None,
         settling: str | None = None,
+        known: Any = None,
     ) -> Transaction:
         if self.refuse is not None:
             raise self.refuse

@@ -208,3 +208,40 @@ async def test_channel_accounts_carry_several_payouts_at_once(tmp_path: Path) ->
         assert {e["source_account"] for e in envelopes} <= lanes
         per_ledger = Counter(p["ledger"] for p in payouts)
         assert max(per_ledger.values()) >= 2, per_ledger  # several in one ledger
+
+
+async def test_completion_uses_the_submission_answer_without_a_second_ledger_read(
+    tmp_path: Path,
+) -> None:
+    """The step that learns the payout is confirmed (the submission's answer) hands its
+    ledger record to the completion: `stellar_transactions` is exactly what reading the
+    ledger would give, and the ledger's transaction route is never asked."""
+    from anchorpay.adapters.horizon import HorizonLedgerClient
+
+    async with running_app(tmp_path) as env:
+        user = await env.account()
+        tx_id = await funded_deposit(env, user.public_key, amount_out="9.5")
+        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+        assert await env.until_status(tx_id, "completed") == "completed"
+        counters = (await env.ledger.get("/stats")).json()["counters"]
+        assert "GET /transactions/{hash}" not in counters
+        assert "GET /transactions/{hash}/payments" not in counters
+
+        (recorded,) = (await env.tx(tx_id))["stellar_transactions"]
+        horizon = HorizonLedgerClient(f"{env.ledger.base_url}horizon")
+        try:
+            found = (await horizon.get_transaction(recorded["id"])).record
+        finally:
+            await horizon.aclose()
+        (payment,) = found.payments
+        assert recorded["payments"] == [
+            {
+                "id": payment.id,
+                "amount": {"amount": payment.amount, "asset": USDC.removeprefix("stellar:")},
+                "payment_type": "payment",
+                "source_account": DIST,
+                "destination_account": user.public_key,
+            }
+        ]
+        assert recorded["envelope"] == found.envelope
+        assert recorded["created_at"] == found.created_at.isoformat().replace("+00:00", "Z")

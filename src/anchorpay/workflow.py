@@ -101,11 +101,14 @@ async def run_method(
     now: datetime | None = None,
     in_same_transaction: InSameTransaction | None = None,
     settling: str | None = None,
+    known: StellarTransaction | None = None,
 ) -> Transaction:
     """Apply `method` with `params`; returns the transaction as stored. Raises RpcError.
 
     `settling`: the worker is recording the confirmation of this payout (its money is already
-    on the ledger and in the outcome), so the money ledger does not count it twice."""
+    on the ledger and in the outcome), so the money ledger does not count it twice.
+    `known`: the ledger's record of the hash the method names, when the caller already has
+    it (the worker's submission answer): no second ledger read."""
     now = now or datetime.now(UTC)
     transaction_id = transaction_id_of(params)
     ctx = machine_context(services, now)
@@ -116,7 +119,7 @@ async def run_method(
         if tx is None:
             raise InvalidRequest(f"Transaction with id[{transaction_id}] is not found")
         plan = machine.validate(tx, method, params, ctx)
-        facts = await _facts(services, session, tx, plan, params, now)
+        facts = await _facts(services, session, tx, plan, params, now, known)
         outcome = machine.apply(plan, facts, ctx)
         if method in money.MONEY_METHODS:
             entries = await payouts.money_entries(session, tx.id)
@@ -184,7 +187,7 @@ async def record_settled_payout(
         if settled.purpose == "payment" and settled.hash not in {
             s.id for s in tx.stellar_transactions
         }:
-            record = await _stellar_transaction(services, settled.hash)
+            record = settled.record or await _stellar_transaction(services, settled.hash)
         after = settlement.record(tx, settled, record, services.assets, now)
         await claim_hashes(session, tx, after, now)
         written = await _write(session, after) if after is not tx else tx
@@ -212,10 +215,14 @@ async def _facts(
     plan: machine.Plan,
     params: dict[str, Any],
     now: datetime,
+    known: StellarTransaction | None = None,
 ) -> machine.Facts:
     stellar_transaction: StellarTransaction | None = None
     if plan.stellar_transaction_id is not None:
-        stellar_transaction = await _stellar_transaction(services, plan.stellar_transaction_id)
+        if known is not None and known.id == plan.stellar_transaction_id:
+            stellar_transaction = known
+        else:
+            stellar_transaction = await _stellar_transaction(services, plan.stellar_transaction_id)
     trustline: bool | None = None
     if plan.trustline_query is not None:
         account, asset = plan.trustline_query

@@ -24,6 +24,7 @@ class SettledPayout:
     hash: str
     amount: str
     fee: str | None
+    record: StellarTransaction | None = None  # the ledger's record, when the worker has it
 
 
 def record(

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from anchorpay.domain.payments import ObservedPayment as ObservedPayment  # re-exported
 from anchorpay.domain.transaction import StellarTransaction
 
 
@@ -78,24 +79,6 @@ class LedgerTransaction:
     memo_type: str
     source_account: str
     record: StellarTransaction  # ready for `stellar_transactions[]` (spec/rpc.md §5.5)
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedPayment:
-    """One entry of an account's `/payments` stream, with its paging token (the cursor)."""
-
-    id: str
-    paging_token: str
-    transaction_hash: str
-    type: str  # "payment" | "path_payment_strict_receive" | "path_payment_strict_send" | ...
-    source_account: str
-    destination_account: str
-    asset: str  # SEP-38 id
-    amount: str
-    memo: str | None
-    memo_type: str
-    successful: bool
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ from anchorpay.adapters.ledger import (
     LedgerUnavailable,
     SubmitResult,
 )
+from anchorpay.clock import SYSTEM
 from anchorpay.settings import ConfigError, Settings
 
 # A ledger must have closed this long after the bound before the envelope counts as dead:
@@ -105,7 +106,7 @@ class StellarSigner:
         self._passphrase = network_passphrase
         self._timeout = timedelta(seconds=tx_timeout_s)
         self._base_fee = base_fee
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or SYSTEM.now
 
     def __repr__(self) -> str:
         channels = f", channels={len(self._channels)}" if self._channels else ""

@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, Unpack
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -152,7 +152,7 @@ class Completion:
         self.services = services
         self.run_method: RunMethod = run_method or workflow.run_method
         self.record_settled: RecordSettled = record_settled or workflow.record_settled_payout
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or services.clock.now
 
     async def _load(self, transaction_id: str) -> Transaction | None:
         async with self.services.sessions() as session:

@@ -20,7 +20,7 @@ import os
 import signal
 import uuid
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Unpack
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -37,6 +37,7 @@ from anchorpay.adapters.base import (
     PermanentCustodyError,
     TransientCustodyError,
 )
+from anchorpay.clock import SYSTEM
 from anchorpay.domain.payout_states import (
     IN_FLIGHT_STATES,
     NOT_SENT_STATES,
@@ -105,7 +106,7 @@ class PayoutProcessor:
         self.adapter = adapter
         self.completion = completion
         self.owner = owner or f"worker-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or SYSTEM.now
         self.backoff = backoff or Backoff.from_settings(settings)
         self.lease_s = settings.payout_lease_s
 

@@ -16,9 +16,10 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from anchorpay.clock import SYSTEM
 from anchorpay.services import JobServices
 from anchorpay.store import job_leases
 
@@ -45,7 +46,7 @@ def one_worker_at_a_time(
     """`job` wrapped to run only while this process holds the lease of `name`. The wrapper
     returns whether it ran (tests)."""
     ttl = lease_ttl(interval_s)
-    now = clock or (lambda: datetime.now(UTC))
+    now = clock or services.clock.now
 
     async def run() -> bool:
         try:
@@ -80,7 +81,8 @@ def add_periodic_job(
         max_instances=1,
         coalesce=True,
         replace_existing=True,
-        next_run_time=datetime.now(UTC) + timedelta(seconds=first_run_delay_s),
+        # APScheduler runs on real time, whatever clock the jobs read.
+        next_run_time=SYSTEM.now() + timedelta(seconds=first_run_delay_s),
     )
 
 

@@ -21,7 +21,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import select
@@ -85,7 +85,7 @@ class TrustlinePoller:
         backoff_max_s: float = 2.0,
     ) -> None:
         self.services = services
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or services.clock.now
         self._reads = asyncio.Semaphore(concurrency)
         self._writes = asyncio.Lock()  # reads in parallel, state changes one at a time
         self._read_attempts = read_attempts

@@ -22,6 +22,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from anchorpay.adapters.base import CustodyAdapter
+from anchorpay.clock import SYSTEM
 from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.payouts import PayoutProcessor
@@ -58,7 +59,7 @@ def build_adapter(services: JobServices) -> CustodyAdapter | None:
 
         if services.fireblocks is None:
             raise ConfigError("CUSTODY_TYPE=fireblocks but its configuration was not loaded")
-        return build_fireblocks_adapter(services.fireblocks, services.ledger)
+        return build_fireblocks_adapter(services.fireblocks, services.ledger, services.clock)
     return None
 
 
@@ -121,6 +122,7 @@ class Worker:
     ) -> None:
         self.services = services
         self.settings = services.settings
+        clock = clock or services.clock.now
         self.adapter = adapter or build_adapter(services)
         self.processor: PayoutProcessor | None = None
         if self.adapter is not None:
@@ -149,7 +151,7 @@ class Worker:
     async def start(self) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
         tick = self.settings.worker_tick_s
-        now = datetime.now(UTC)
+        now = SYSTEM.now()  # APScheduler runs on real time
         if self.processor is not None:
             for runner in (self._dispatcher, self._confirmer):
                 runner.start()

@@ -197,10 +197,12 @@ def client_factory(settings_factory: SettingsFactory, ledger: FakeLedger) -> Cli
     async def make(
         settings: Settings | None = None, *, run_worker: bool = False, **kwargs: Any
     ) -> AsyncIterator[AppClient]:
+        extra = {"clock": kwargs["clock"]} if "clock" in kwargs else {}
         app = create_app(
             settings or settings_factory(),
             run_worker=run_worker,
             ledger=kwargs.get("ledger", ledger),
+            **extra,
         )
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

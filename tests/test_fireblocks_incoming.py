@@ -19,8 +19,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.adapters.fireblocks.config import FireblocksConfig
 from anchorpay.adapters.fireblocks.models import FbTransaction
+from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
-from anchorpay.scheduler.fireblocks_incoming import BLOCK_MAX_S, IncomingTransfers
+from anchorpay.fireblocks_transfers import BLOCK_MAX_S, IncomingTransfers
 from anchorpay.settings import Settings
 from anchorpay.store import observer as observer_store
 from conftest import CONFIG_DIR, USDC, USER, FakeLedger
@@ -47,6 +48,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     ledger: FakeLedger
     fireblocks: FireblocksConfig | None = CONFIG
+    clock: Clock = SYSTEM
 
 
 class ListEndpoint:

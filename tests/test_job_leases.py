@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay import clock as clocks
 from anchorpay.scheduler.singleton import lease_ttl, one_worker_at_a_time, release_leases
 from anchorpay.store import job_leases
 from process_fixtures import Workers, sandbox_server
@@ -27,6 +28,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 @dataclass
 class Services:
     sessions: async_sessionmaker[AsyncSession]
+    clock: clocks.Clock = clocks.SYSTEM
 
 
 class Clock:
@@ -111,6 +113,8 @@ async def test_jobs_have_separate_leases(services: Services) -> None:
 
 async def test_a_database_error_skips_the_run() -> None:
     class Broken:
+        clock = clocks.SYSTEM
+
         def sessions(self) -> object:
             raise RuntimeError("database away")
 

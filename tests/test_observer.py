@@ -1,5 +1,6 @@
-"""The payment observer over a fake ledger: matching, cursors, exactly-once across crashes,
-unmatched payments, health. (The sandbox end-to-end run is in test_observer_sandbox.py.)"""
+"""The payment observer over a fake ledger: cursors, units, exactly-once across crashes,
+unmatched payments, health. (The matching rules are in test_incoming.py, the sandbox
+end-to-end run in test_observer_sandbox.py.)"""
 
 from __future__ import annotations
 
@@ -22,17 +23,14 @@ from anchorpay.adapters.ledger import (
     PaymentsPage,
 )
 from anchorpay.api.observer_health import observer_health
+from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import Asset, AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import StellarTransaction, Transaction
+from anchorpay.incoming import Finish, IncomingPayments
 from anchorpay.scheduler import observer as observer_mod
-from anchorpay.scheduler.observer import (
-    Finish,
-    PaymentObserver,
-    amount_message,
-    memo_candidates,
-)
+from anchorpay.scheduler.observer import PaymentObserver
 from anchorpay.settings import Settings
 from anchorpay.store import observer as store
 from anchorpay.store import transactions
@@ -120,6 +118,7 @@ class Services:
     ledger: Any
     applied: list[dict[str, Any]] = field(default_factory=list)
     fail_apply: Exception | None = None
+    clock: Clock = SYSTEM
 
     async def apply(self, params: dict[str, Any], finish: Finish) -> Transaction:
         """What run_method does for notify_onchain_funds_received, minus Horizon: validate,
@@ -219,15 +218,6 @@ async def test_matching_payment_moves_the_withdrawal_to_pending_anchor(
     assert again.payments == 0 and len(services.applied) == 1
 
 
-async def test_amount_difference_goes_on_the_message(services: Services) -> None:
-    await open_withdrawal(services, "w1", "111")
-    services.ledger.pay(DIST, "9.5000000", "111")
-    await make_observer(services).run_once()
-    tx = await get_tx(services, "w1")
-    assert tx.status == Status.PENDING_ANCHOR
-    assert tx.message == f"{BASE_MESSAGE}. Amount mismatch: received 9.5 but 10 was expected"
-
-
 async def test_unknown_memo_changes_nothing_and_is_listed_once(services: Services) -> None:
     await open_withdrawal(services, "w1", "111")
     payment = services.ledger.pay(DIST, "10", "999")
@@ -275,15 +265,6 @@ async def test_outgoing_failed_and_non_payment_operations_are_skipped(
     assert await unmatched(services) == {}
 
 
-async def test_path_payment_and_hash_memo_in_hex(services: Services) -> None:
-    memo_b64 = "ZjdiMzQ0YmUtZjNlZC00NWYwLThlNWItYWQ0NjAzMzY="
-    await open_withdrawal(services, "w1", memo_b64)
-    hex_memo = next(m for m in memo_candidates(memo_b64, "hash") if m != memo_b64 and len(m) == 64)
-    services.ledger.pay(DIST, "10", hex_memo, memo_type="hash", type_="path_payment_strict_send")
-    run = await make_observer(services).run_once()
-    assert run.credited == ["w1"]
-
-
 async def test_withdrawal_accounts_are_watched_too(services: Services) -> None:
     await open_withdrawal(services, "w1", "5", to=OTHER)
     await open_withdrawal(services, "w2", "6", to="GDONE", status=Status.COMPLETED)
@@ -327,23 +308,23 @@ async def test_crash_in_the_middle_of_a_page_processes_each_payment_once(
 
     # 1. The process dies while deciding the 5th payment (w3): w0, w1, the stray payment
     #    and w2 are committed, with the cursor at w2.
-    real_decide = PaymentObserver.decide
+    real_decide = IncomingPayments.decide
     calls = 0
 
-    async def die_at_fifth(self: PaymentObserver, *args: Any) -> Any:
+    async def die_at_fifth(self: IncomingPayments, *args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 5:
             raise RuntimeError("killed")
         return await real_decide(self, *args)
 
-    monkeypatch.setattr(PaymentObserver, "decide", die_at_fifth)
+    monkeypatch.setattr(IncomingPayments, "decide", die_at_fifth)
     run = await make_observer(services).run_once()
     assert run.error == "RuntimeError: killed"
     assert run.credited == ["w0", "w1", "w2"] and run.unmatched == [stray.id]
     async with services.sessions() as session:
         assert await store.get_cursor(session, DIST) == payments[2].paging_token
-    monkeypatch.setattr(PaymentObserver, "decide", real_decide)
+    monkeypatch.setattr(IncomingPayments, "decide", real_decide)
 
     # 2. The restarted process dies inside w4's unit, after the state change was written and
     #    before commit: w3 is committed, w4's change is rolled back with its cursor.
@@ -438,20 +419,6 @@ async def test_health_reports_and_detects_a_stall(services: Services) -> None:
     assert run.error is not None
     info = await observer_health(services, now=T0 + timedelta(seconds=120))
     assert info["last_error"] == "LedgerUnavailable: down"
-
-
-def test_memo_candidates_and_amount_message() -> None:
-    assert memo_candidates(None, "none") == set()
-    assert memo_candidates("42", "id") == {"42"}
-    raw = bytes(range(32))
-    both = memo_candidates(raw.hex(), "hash")
-    assert raw.hex() in both and len(both) == 2
-    assert memo_candidates("not-hash", "hash") == {"not-hash"}
-    assert amount_message("M", "10.0000000", "10") == "M"
-    assert amount_message("M", "10.5", None) == "M"
-    assert amount_message("M", "12", "10.50") == (
-        "M. Amount mismatch: received 12 but 10.5 was expected"
-    )
 
 
 def test_job_registration() -> None:

@@ -16,6 +16,7 @@ from stellar_sdk import Keypair
 
 from anchorpay.adapters.horizon import HorizonLedgerClient
 from anchorpay.adapters.ledger import SubmitResult
+from anchorpay.incoming import IncomingPayments
 from anchorpay.sandbox.app import Sandbox
 from anchorpay.scheduler.observer import PaymentObserver
 from conftest import AppClient, ClientFactory
@@ -172,10 +173,10 @@ async def test_crash_in_the_middle_of_a_page_processes_each_payment_once(
     results = [await t for t in tasks]
     assert all(r.successful for r in results)
 
-    real = PaymentObserver.decide
+    real = IncomingPayments.decide
     calls = 0
 
-    async def crash_at_third_incoming(self: PaymentObserver, *args: Any) -> Any:
+    async def crash_at_third_incoming(self: IncomingPayments, *args: Any) -> Any:
         nonlocal calls
         decision = await real(self, *args)
         if decision is not None:
@@ -184,11 +185,11 @@ async def test_crash_in_the_middle_of_a_page_processes_each_payment_once(
                 raise RuntimeError("process killed")
         return decision
 
-    monkeypatch.setattr(PaymentObserver, "decide", crash_at_third_incoming)
+    monkeypatch.setattr(IncomingPayments, "decide", crash_at_third_incoming)
     run = await net.observer().run_once()
     assert run.error == "RuntimeError: process killed"
     assert run.credited == [txs[0]["id"], txs[1]["id"]]
-    monkeypatch.setattr(PaymentObserver, "decide", real)
+    monkeypatch.setattr(IncomingPayments, "decide", real)
 
     run = await net.observer().run_once()  # the restarted process
     assert run.error is None and run.credited == [txs[2]["id"], txs[3]["id"]]

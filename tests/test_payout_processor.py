@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay import clock as clocks
 from anchorpay.adapters.base import (
     Confirmed,
     Failed,
@@ -117,6 +118,7 @@ class FakeCustodian:
 class FakeServices:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    clock: clocks.Clock = clocks.SYSTEM
 
 
 class FakeWorkflow:
@@ -420,6 +422,7 @@ async def test_worker_wake_dispatches_at_once_and_stops_cleanly(rig: Rig) -> Non
         settings: Settings
         sessions: async_sessionmaker[AsyncSession]
         ledger: Any = None
+        clock: clocks.Clock = clocks.SYSTEM
 
     rig.clock.now = datetime.now(UTC)  # the worker runs on the wall clock here
     settings = Settings(worker_tick_s=60, payout_lease_s=30)  # type: ignore[call-arg]

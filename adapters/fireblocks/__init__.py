@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from anchorpay.clock import SYSTEM, Clock
+
 if TYPE_CHECKING:
     from anchorpay.adapters.fireblocks.adapter import FireblocksAdapter
     from anchorpay.adapters.fireblocks.client import FireblocksClient
@@ -19,16 +21,22 @@ if TYPE_CHECKING:
     from anchorpay.adapters.ledger import LedgerClient
 
 
-def build_client(config: FireblocksConfig) -> FireblocksClient:
+def build_client(config: FireblocksConfig, clock: Clock = SYSTEM) -> FireblocksClient:
     from anchorpay.adapters.fireblocks.client import FireblocksClient
 
     return FireblocksClient(
-        config.base_url, config.api_key, config.private_key, timeout_s=config.timeout_s
+        config.base_url,
+        config.api_key,
+        config.private_key,
+        timeout_s=config.timeout_s,
+        clock=clock.time,
     )
 
 
-def build_fireblocks_adapter(config: FireblocksConfig, ledger: LedgerClient) -> FireblocksAdapter:
+def build_fireblocks_adapter(
+    config: FireblocksConfig, ledger: LedgerClient, clock: Clock = SYSTEM
+) -> FireblocksAdapter:
     """The worker's adapter (CUSTODY_TYPE=fireblocks)."""
     from anchorpay.adapters.fireblocks.adapter import FireblocksAdapter
 
-    return FireblocksAdapter(config, build_client(config), ledger)
+    return FireblocksAdapter(config, build_client(config, clock), ledger)

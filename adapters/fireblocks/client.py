@@ -12,7 +12,6 @@ and the body bytes are built once, hashed and sent: Fireblocks checks both byte 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote, urlencode
@@ -35,6 +34,7 @@ from anchorpay.adapters.fireblocks.models import (
     VaultAccount,
     VaultAsset,
 )
+from anchorpay.clock import SYSTEM
 from anchorpay.http import AsyncClient, HttpTimeout, HttpTransportError, Response, make_client
 
 __all__ = [
@@ -70,7 +70,7 @@ class FireblocksClient:
         *,
         timeout_s: float = 30.0,
         client: AsyncClient | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = SYSTEM.time,
     ) -> None:
         self.base_url = normalise_base_url(base_url)
         self._api_key = api_key

@@ -18,7 +18,6 @@ import binascii
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import (
     RSAPublicNumbers,
 )
 
+from anchorpay.clock import SYSTEM
 from anchorpay.http import AsyncClient, HttpTransportError, make_client
 
 __all__ = [
@@ -76,7 +76,7 @@ class WebhookVerifier:
         timeout_s: float = 10.0,
         cache_s: float = 3600.0,
         client: AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = SYSTEM.monotonic,
     ) -> None:
         self._legacy_key = legacy_key
         self._jwks_url = jwks_url or None

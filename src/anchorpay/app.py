@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount
 from anchorpay import runtime
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.api import health, observer, payouts, transactions
+from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.rpc.auth import PlatformAuth, build_check
 from anchorpay.rpc.endpoint import rpc_route
@@ -55,7 +56,7 @@ def default_ledger(settings: Settings) -> LedgerClient:
     )
 
 
-def build_sandbox(settings: Settings, assets: AssetList) -> Sandbox | None:
+def build_sandbox(settings: Settings, assets: AssetList, clock: Clock = SYSTEM) -> Sandbox | None:
     """The embedded sandbox network (STELLAR_NETWORK=sandbox), served under /sandbox."""
     if not settings.sandbox_enabled:
         return None
@@ -64,6 +65,7 @@ def build_sandbox(settings: Settings, assets: AssetList) -> Sandbox | None:
         network_passphrase=settings.network_passphrase,
         distribution_secret=SANDBOX_DISTRIBUTION_SECRET,
         ledger_close_s=settings.sandbox_ledger_close_s,
+        clock=clock.now,
     )
 
 
@@ -73,6 +75,7 @@ def build_sandbox_fireblocks(
     config: FireblocksConfig | None,
     *,
     standalone: bool = False,
+    clock: Clock = SYSTEM,
 ) -> FireblocksSandbox | None:
     """The sandbox Fireblocks (under /sandbox/fireblocks) when the sandbox pays through
     Fireblocks: it knows the configured API key and sends its webhooks to this server (when
@@ -89,6 +92,7 @@ def build_sandbox_fireblocks(
         vault_account_id=config.vault_account_id,
         step_s=settings.sandbox_fireblocks_step_s,
         webhook_url=None if standalone else f"{settings.local_base_url()}{WEBHOOK_PATH}",
+        clock=clock.time,
     )
     public_pem = config.private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -103,20 +107,29 @@ def build_fireblocks(services: Services, config: FireblocksConfig) -> Fireblocks
     from anchorpay.adapters.fireblocks.webhook_signature import WebhookVerifier
     from anchorpay.api.fireblocks_webhooks import FireblocksWebhooks
     from anchorpay.custody_deposit_info import FireblocksDepositAddresses
-    from anchorpay.scheduler.fireblocks_incoming import IncomingTransfers
+    from anchorpay.fireblocks_transfers import IncomingTransfers
 
-    client = build_client(config)
+    client = build_client(config, services.clock)
     if services.settings.deposit_info_generator == "custody":
         services.custody_deposit_info = FireblocksDepositAddresses(config, client)
     verifier = WebhookVerifier(
-        legacy_key=config.webhook_key, jwks_url=config.jwks_url, timeout_s=config.timeout_s
+        legacy_key=config.webhook_key,
+        jwks_url=config.jwks_url,
+        timeout_s=config.timeout_s,
+        clock=services.clock.monotonic,
     )
     return FireblocksWebhooks(services, verifier, IncomingTransfers(services, config, client))
 
 
 def create_app(
-    settings: Settings, *, run_worker: bool = True, ledger: LedgerClient | None = None
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    ledger: LedgerClient | None = None,
+    clock: Clock = SYSTEM,
 ) -> Starlette:
+    """The composition root of `anchorpay serve`: everything is built here, once, and
+    handed down (`Services`); `clock` is where every part of the process reads the time."""
     assets = settings.load_assets()
     build_check(settings)  # refuse a bad auth configuration now, not at the first request
     engine = create_engine(settings.database_url)
@@ -127,14 +140,15 @@ def create_app(
         sessions=session_factory(engine),
         ledger=ledger if ledger is not None else default_ledger(settings),
         distribution_secret_default=runtime.distribution_secret_default(settings),
+        clock=clock,
     )
-    sandbox = build_sandbox(settings, assets)
+    sandbox = build_sandbox(settings, assets, clock)
     if settings.effective_custody_type == "fireblocks":
         # Read and checked once, here: ConfigError now, not at a payout; the worker, the
         # webhooks and the incoming poll all use this one.
         services.fireblocks = runtime.load_fireblocks(settings, assets)
     fb_config = services.fireblocks
-    fb_sandbox = build_sandbox_fireblocks(settings, sandbox, fb_config)
+    fb_sandbox = build_sandbox_fireblocks(settings, sandbox, fb_config, clock=clock)
     hooks = build_fireblocks(services, fb_config) if fb_config is not None else None
 
     routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes()]

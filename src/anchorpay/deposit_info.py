@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.clock import SYSTEM
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import InternalError
 from anchorpay.domain.machine import DepositInfo
@@ -71,7 +72,7 @@ async def allocate_memo_value(
 ) -> str:
     """The memo of `transaction_id` for `destination`: its existing one, or a new unique one
     inserted in the caller's database transaction."""
-    when = now or datetime.now(UTC)
+    when = now or SYSTEM.now()
     for _ in range(MAX_DRAWS):
         value = rng()
         if not 0 < value < 2**63:

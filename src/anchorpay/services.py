@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.adapters.ledger import LedgerClient
+from anchorpay.clock import Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.settings import Settings
 
@@ -29,3 +30,5 @@ class JobServices(Protocol):
     def fireblocks(self) -> FireblocksConfig | None: ...
     @property
     def distribution_secret_default(self) -> str | None: ...
+    @property
+    def clock(self) -> Clock: ...

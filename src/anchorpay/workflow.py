@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import OperationalError
@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import deposit_info
 from anchorpay.adapters.ledger import LedgerClient, LedgerError
+from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain import hashes, machine, money, refunds, settlement
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams, InvalidRequest
@@ -68,6 +69,8 @@ class Services:
     # The sandbox's distribution secret on the sandbox network (the composition root's), the
     # signer's default when STELLAR_DISTRIBUTION_SECRET is unset.
     distribution_secret_default: str | None = field(default=None, repr=False)
+    # Where every part of the process reads the time (tests hand in a ManualClock).
+    clock: Clock = field(default=SYSTEM)
 
 
 def machine_context(services: Services, now: datetime) -> machine.MachineContext:
@@ -109,7 +112,7 @@ async def run_method(
     on the ledger and in the outcome), so the money ledger does not count it twice.
     `known`: the ledger's record of the hash the method names, when the caller already has
     it (the worker's submission answer): no second ledger read."""
-    now = now or datetime.now(UTC)
+    now = now or services.clock.now()
     transaction_id = transaction_id_of(params)
     ctx = machine_context(services, now)
     settings = services.settings

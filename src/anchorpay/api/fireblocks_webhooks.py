@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -31,7 +30,7 @@ from anchorpay.adapters.fireblocks.webhook_signature import (
     VerifierUnavailable,
     WebhookVerifier,
 )
-from anchorpay.scheduler.fireblocks_incoming import IncomingTransfers
+from anchorpay.fireblocks_transfers import IncomingTransfers
 from anchorpay.store import fireblocks as fb_store
 from anchorpay.store import payouts
 from anchorpay.workflow import Services
@@ -69,7 +68,7 @@ class FireblocksWebhooks:
         event = _parse(body)
         if event is None:
             return _answer(400, error="The body must be a JSON object with a 'data' object")
-        now = datetime.now(UTC)
+        now = self.services.clock.now()
         external = event.external_tx_id
         async with self.services.sessions() as session, session.begin():
             first = await fb_store.record_event(

@@ -9,7 +9,7 @@ first run completes the status is `starting` (healthy; `last_error` says what fa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from anchorpay.adapters.ledger import LedgerError
@@ -26,7 +26,7 @@ async def observer_health(services: JobServices, *, now: datetime | None = None)
     "last_ledger_closed_at", "caught_up_at", "seconds_since_caught_up", "latest_ledger",
     "stall_after_s", "last_error", "last_error_at"}`. Asks Horizon for the latest ledger only
     when the observer is late."""
-    now = now or datetime.now(UTC)
+    now = now or services.clock.now()
     stall_s = services.settings.observer_stall_s
     if services.settings.deposit_info_generator == "custody":  # the custodian reports instead
         return {"healthy": True, "status": "off", "stall_after_s": stall_s}

@@ -8,7 +8,7 @@ it keeps responses small.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -112,7 +112,7 @@ async def payouts_check(services: Services) -> tuple[dict[str, Any], bool]:
     runs on the poll alone). Informational: a slow custodian is not an outage of anchorpay,
     but it is what an operator looks at first."""
     custody = services.settings.effective_custody_type
-    now = datetime.now(UTC)
+    now = services.clock.now()
     async with services.sessions() as session:
         counts = await store.count_by_state(session)
         oldest = await store.oldest_in_flight(session)

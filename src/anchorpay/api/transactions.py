@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,7 +50,7 @@ async def create_transaction(request: Request) -> JSONResponse:
         return _error(400, "request body must be a JSON object")
     try:
         create = parse_create(
-            body, services.assets, new_id=str(uuid.uuid4()), now=datetime.now(UTC)
+            body, services.assets, new_id=str(uuid.uuid4()), now=services.clock.now()
         )
     except CreateError as exc:
         return _error(400, str(exc))

@@ -16,13 +16,14 @@ import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from stellar_sdk import FeeBumpTransactionEnvelope, Keypair, TransactionEnvelope
 from stellar_sdk.exceptions import BadSignatureError
 
+from anchorpay.clock import SYSTEM
 from anchorpay.sandbox import operations
 from anchorpay.sandbox.state import (
     BASE_FEE,
@@ -62,7 +63,7 @@ class SandboxLedger:
         self, network_passphrase: str, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.network_passphrase = network_passphrase
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or SYSTEM.now
         self.accounts: dict[str, AccountState] = {}
         self.transactions: dict[str, TxRecord] = {}
         self.operations: list[OpRecord] = []  # ledger order, so ids only grow

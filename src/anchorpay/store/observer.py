@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from anchorpay.adapters.ledger import ObservedPayment
+from anchorpay.domain.payments import ObservedPayment
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.store.db import insert_once

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from anchorpay.clock import SYSTEM
 from anchorpay.sandbox.fireblocks import (
     SANDBOX_FIREBLOCKS_API_KEY,
     SANDBOX_FIREBLOCKS_API_SECRET_PEM,
@@ -59,7 +59,7 @@ class FireblocksSandbox:
         webhook_url: str | None = None,
         webhook_private_pem: str = SANDBOX_FIREBLOCKS_WEBHOOK_PRIVATE_PEM,
         webhook_kid: str = SANDBOX_FIREBLOCKS_WEBHOOK_KID,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = SYSTEM.time,
     ) -> None:
         self.sandbox = sandbox
         self.asset_mapping = dict(asset_mapping)  # SEP-38 id → Fireblocks asset id

@@ -7,7 +7,6 @@ Create Date: 2026-12-02 03:00:00
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +14,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 import anchorpay.store.types
+from anchorpay.clock import SYSTEM
 
 revision: str = "0008_ledger_hashes"
 down_revision: str | None = "0007_source_account"
@@ -51,7 +51,7 @@ def upgrade() -> None:
             for payment in (_json(refunds) or {}).get("payments") or []:
                 if payment.get("id"):
                     seen.setdefault(payment["id"], (tx_id, "refund"))
-    now = datetime.now(UTC)
+    now = SYSTEM.now()
     if seen:
         op.bulk_insert(
             table,

@@ -38,7 +38,7 @@ from stellar_sdk import (
     TransactionBuilder,
 )
 
-from anchorpay.adapters.base import (
+from anchorpay.adapters.custody import (
     Confirmed,
     Failed,
     LookupResult,

@@ -30,7 +30,7 @@ from typing import Any, Protocol, Unpack
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import workflow
-from anchorpay.adapters.base import Confirmed
+from anchorpay.adapters.custody import Confirmed
 from anchorpay.domain.errors import InternalError, RpcError
 from anchorpay.domain.payout_states import PayoutMove
 from anchorpay.domain.settlement import SettledPayout

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from anchorpay.fireblocks_transfers import IncomingTransfers
+from anchorpay.scheduler.leases import add_periodic_job
 from anchorpay.scheduler.observer import FIRST_RUN_DELAY_S
-from anchorpay.scheduler.singleton import add_periodic_job
 from anchorpay.services import JobServices
 from anchorpay.settings import ConfigError
 

@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from anchorpay.adapters.ledger import LedgerError, LedgerNotFound, LedgerUnavailable
 from anchorpay.domain.payments import ObservedPayment
 from anchorpay.incoming import Apply, Credit, Finish, IncomingPayments, Unmatched
-from anchorpay.scheduler.singleton import add_periodic_job
+from anchorpay.scheduler.leases import add_periodic_job
 from anchorpay.services import JobServices
 from anchorpay.store import observer as store
 

@@ -26,7 +26,7 @@ from typing import Unpack
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from anchorpay.adapters.base import (
+from anchorpay.adapters.custody import (
     Confirmed,
     CustodyAdapter,
     Failed,

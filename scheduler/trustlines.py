@@ -36,7 +36,7 @@ from anchorpay.adapters.ledger import Account, LedgerNotFound, LedgerUnavailable
 from anchorpay.domain.errors import RpcError
 from anchorpay.domain.payout_states import PayoutState
 from anchorpay.domain.statuses import Status
-from anchorpay.scheduler.singleton import add_periodic_job
+from anchorpay.scheduler.leases import add_periodic_job
 from anchorpay.store import payouts as payout_store
 from anchorpay.store.tables import PayoutRow, TransactionRow
 from anchorpay.workflow import Services, run_method

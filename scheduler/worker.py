@@ -21,12 +21,12 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from anchorpay.adapters.base import CustodyAdapter
+from anchorpay.adapters.custody import CustodyAdapter
 from anchorpay.clock import SYSTEM
 from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
+from anchorpay.scheduler.leases import release_leases
 from anchorpay.scheduler.payouts import PayoutProcessor
-from anchorpay.scheduler.singleton import release_leases
 from anchorpay.services import JobServices
 from anchorpay.settings import ConfigError
 

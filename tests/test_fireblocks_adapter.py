@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from anchorpay.adapters.base import (
+from anchorpay.adapters.custody import (
     Confirmed,
     Failed,
     NotFound,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import clock as clocks
-from anchorpay.scheduler.singleton import lease_ttl, one_worker_at_a_time, release_leases
+from anchorpay.scheduler.leases import lease_ttl, one_worker_at_a_time, release_leases
 from anchorpay.store import job_leases
 from process_fixtures import Workers, sandbox_server
 

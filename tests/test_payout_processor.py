@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import clock as clocks
-from anchorpay.adapters.base import (
+from anchorpay.adapters.custody import (
     Confirmed,
     Failed,
     LookupResult,

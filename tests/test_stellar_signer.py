@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from stellar_sdk import Keypair, TransactionEnvelope
 
-from anchorpay.adapters.base import (
+from anchorpay.adapters.custody import (
     Confirmed,
     Failed,
     NotFound,

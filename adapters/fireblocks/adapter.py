@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from anchorpay.adapters.base import (
+from anchorpay.adapters.custody import (
     Confirmed,
     Failed,
     LookupResult,

@@ -3,6 +3,7 @@ a single response object, the issue's improvement), plus ids, bodies and failure
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -365,14 +366,14 @@ async def test_unexpected_exception_is_internal_error_for_that_element_only(
     good = req("get_transaction", {"transaction_id": tx["id"]})
     response = await app_client.rpc([good, good])
     first, second = response.json()
-    assert first == {
-        "jsonrpc": "2.0",
-        "error": {"id": tx["id"], "code": -32603, "message": "Internal error"},
-        "id": 1,
-    }
+    message = first["error"].pop("message")
+    assert first == {"jsonrpc": "2.0", "error": {"id": tx["id"], "code": -32603}, "id": 1}
+    reference = re.fullmatch(r"internal error, reference ([0-9a-f]{16})", message)
+    assert reference is not None, message
     assert second["result"] == tx
     assert "secret internals" not in response.text
     assert "secret internals" in caplog.text  # logged server-side, with its traceback
+    assert reference.group(1) in caplog.text  # the same reference, to find the log line
 
 
 def _patched_call(handler: Any) -> Any:

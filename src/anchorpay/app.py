@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount
 from anchorpay import runtime
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.api import health, observer, payouts, transactions
+from anchorpay.api.limits import CatchAll, RequestLimits
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.rpc.auth import PlatformAuth, build_check
@@ -151,7 +152,8 @@ def create_app(
     fb_sandbox = build_sandbox_fireblocks(settings, sandbox, fb_config, clock=clock)
     hooks = build_fireblocks(services, fb_config) if fb_config is not None else None
 
-    routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes()]
+    checks = [("payouts", payouts.payouts_check), ("observer", observer.observer_check)]
+    routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes(checks)]
     routes += [*payouts.routes(), *observer.routes()]
     if hooks is not None:
         routes += hooks.routes()
@@ -194,7 +196,11 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(PlatformAuth, settings=settings)],
+        middleware=[
+            Middleware(CatchAll),
+            Middleware(PlatformAuth, settings=settings),
+            Middleware(RequestLimits, max_bytes=settings.max_request_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.services = services

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     platform_api_key_header: str = "X-Api-Key"
     platform_api_jwt_header: str = "Authorization"
     rpc_batch_size_limit: int = Field(40, ge=1)
+    # Largest request body accepted (bytes); a larger one is HTTP 413 before it is parsed.
+    max_request_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
 
     # Storage.
     database_url: str = "sqlite+aiosqlite:///./data/anchorpay.db"

@@ -3,12 +3,13 @@
 - `GET /observer/unmatched[?account=G…&limit=&offset=]`: the incoming payments that credited
   no withdrawal (newest first) with the reason, so an operator can refund or credit them by
   hand. Same authentication as `/transactions`.
-- The `observer` member of `GET /health` (registered on import, see
+- The `observer` member of `GET /health` (a check the composition root hands in, see
   `api/observer_health.py`): 503 when the observer is stalled.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -17,13 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from anchorpay.api import health
 from anchorpay.api.observer_health import observer_health
+from anchorpay.rpc.envelope import bad_string
 from anchorpay.services import JobServices
 from anchorpay.store import observer as store
 from anchorpay.store.observer_tables import UnmatchedPaymentRow
 
 MAX_LIMIT = 200
+MAX_OFFSET = 1_000_000_000
+_INT = re.compile(r"-?[0-9]+")
 
 
 def _ts(value: Any) -> str | None:
@@ -54,10 +57,12 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _int(request: Request, name: str, default: int) -> int | None:
-    try:
-        return int(request.query_params.get(name, str(default)))
-    except ValueError:
+    """The query integer (ASCII digits, optional minus), or None when it is not one; more
+    than 18 digits stands for "too large" (int() of thousands of digits fails)."""
+    raw = request.query_params.get(name, str(default)).strip()
+    if not _INT.fullmatch(raw):
         return None
+    return int(raw) if len(raw) <= 18 else MAX_OFFSET + 1
 
 
 async def list_unmatched(request: Request) -> JSONResponse:
@@ -67,7 +72,12 @@ async def list_unmatched(request: Request) -> JSONResponse:
         return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
     if offset is None or offset < 0:
         return _error(400, "offset must be a non-negative integer")
+    if offset > MAX_OFFSET:
+        return _error(400, f"offset must be an integer from 0 to {MAX_OFFSET}")
     account = request.query_params.get("account") or None
+    refused = bad_string(account, "account") if account else None
+    if refused is not None:
+        return _error(400, refused)
     sessions: async_sessionmaker[AsyncSession] = request.app.state.services.sessions
     async with sessions() as session:
         rows = await store.list_unmatched(session, account=account, limit=limit, offset=offset)
@@ -81,7 +91,3 @@ async def observer_check(services: JobServices) -> tuple[dict[str, Any], bool]:
 
 def routes() -> list[BaseRoute]:
     return [Route("/observer/unmatched", list_unmatched, methods=["GET"])]
-
-
-if not any(name == "observer" for name, _ in health.HEALTH_CHECKS):
-    health.HEALTH_CHECKS.append(("observer", observer_check))

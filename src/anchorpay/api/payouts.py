@@ -8,6 +8,7 @@ it keeps responses small.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -17,14 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from anchorpay.api import health
 from anchorpay.domain.payout_states import OPEN_STATES, PayoutState
+from anchorpay.rpc.envelope import bad_string
 from anchorpay.store import fireblocks as fireblocks_store
 from anchorpay.store import payouts as store
 from anchorpay.store.tables import PayoutRow
 from anchorpay.workflow import Services
 
 MAX_LIMIT = 200
+_INT = re.compile(r"-?[0-9]+")
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -69,15 +71,18 @@ def _error(status: int, message: str) -> JSONResponse:
 
 async def list_payouts(request: Request) -> JSONResponse:
     transaction_id = request.query_params.get("transaction_id") or None
+    refused = bad_string(transaction_id, "transaction_id") if transaction_id else None
+    if refused is not None:
+        return _error(400, refused)
     asked = [s for s in request.query_params.get("state", "").split(",") if s]
     unknown = set(asked) - set(PayoutState)
     if unknown:
         return _error(400, f"unknown payout state {sorted(unknown)[0]!r}")
     states = [PayoutState(s) for s in asked]
-    try:
-        limit = int(request.query_params.get("limit", "100"))
-    except ValueError:
+    raw_limit = request.query_params.get("limit", "100").strip()
+    if not _INT.fullmatch(raw_limit):
         return _error(400, "limit must be an integer")
+    limit = int(raw_limit) if len(raw_limit) <= 18 else MAX_LIMIT + 1
     if not 1 <= limit <= MAX_LIMIT:
         return _error(400, f"limit must be between 1 and {MAX_LIMIT}")
     async with _sessions(request)() as session:
@@ -89,6 +94,9 @@ async def list_payouts(request: Request) -> JSONResponse:
 
 async def get_payout(request: Request) -> JSONResponse:
     payout_id = request.path_params["payout_id"]
+    refused = bad_string(payout_id, "payout_id")
+    if refused is not None:
+        return _error(400, refused)
     async with _sessions(request)() as session:
         row = await store.get(session, payout_id)
     if row is None:
@@ -127,7 +135,3 @@ async def payouts_check(services: Services) -> tuple[dict[str, Any], bool]:
     if custody == "fireblocks":
         info["last_fireblocks_webhook_at"] = _ts(last_webhook)
     return info, True
-
-
-if not any(name == "payouts" for name, _ in health.HEALTH_CHECKS):
-    health.HEALTH_CHECKS.append(("payouts", payouts_check))

@@ -4,14 +4,14 @@
   with the same `id` and body answers the stored transaction (200); a different body, 409.
 - `GET /transactions/{id}`: the transaction object (spec/rpc.md §5.2), 404 when unknown.
 - `GET /transactions?sep=24&order_by=created_at&order=asc&statuses=a,b&page_number=0&page_size=20`.
-Bad input is HTTP 400 `{"error": "<exact reason>"}` and changes nothing.
+Bad input is HTTP 400 `{"error": "<exact reason>"}` and changes nothing: a body that is not
+UTF-8 JSON nested at most 32 levels, a string holding NUL or a lone surrogate (the field is
+named), a page past the limits.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from anchorpay.api.create_request import CreateError, CreateRequest, parse_create
 from anchorpay.domain.errors import RpcError
+from anchorpay.rpc.envelope import bad_string, decode_json
 from anchorpay.rpc.methods.reads import ListQuery, list_transactions
 from anchorpay.rpc.result import transaction_result
 from anchorpay.store import transactions as repo
@@ -36,18 +37,15 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 async def create_transaction(request: Request) -> JSONResponse:
     services = _services(request)
     try:
-        body = json.loads(
-            await request.body(), parse_float=Decimal, parse_constant=_reject_constant
-        )
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        body = decode_json(await request.body())
+    except ValueError:
         return _error(400, "request body must be a JSON object")
+    refused = bad_string(body)
+    if refused is not None:
+        return _error(400, refused)
     try:
         create = parse_create(
             body, services.assets, new_id=str(uuid.uuid4()), now=services.clock.now()
@@ -86,6 +84,9 @@ async def _existing(services: Services, create: CreateRequest) -> JSONResponse |
 async def get_transaction(request: Request) -> JSONResponse:
     services = _services(request)
     tx_id = request.path_params["transaction_id"]
+    refused = bad_string(tx_id, "transaction_id")
+    if refused is not None:
+        return _error(400, refused)
     async with services.sessions() as session:
         tx = await repo.get(session, tx_id)
     if tx is None:

@@ -8,6 +8,7 @@ reference's `CREATED_AT`, `ASC`) or lower case (the REST's), and refuses a bad v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +26,9 @@ SEPS = ("6", "24", "31")
 ORDER_BYS = ("created_at", "transfer_received_at", "user_action_required_by")
 ORDERS = ("asc", "desc")
 MAX_PAGE_SIZE = 200
+MAX_PAGE_NUMBER = 1_000_000_000  # page_number × page_size stays far inside a 64-bit OFFSET
+_QUERY_INT = re.compile(r"-?[0-9]+")
+_OUT_OF_RANGE = 10**19  # stands for any query integer of more than 18 digits
 _STATUSES = frozenset(s.value for s in Status)
 
 
@@ -48,6 +52,8 @@ class ListQuery:
         page_number = _integer(values, "page_number", 0, from_query)
         if page_number < 0:
             raise InvalidParams("page_number must be an integer of 0 or more")
+        if page_number > MAX_PAGE_NUMBER:
+            raise InvalidParams(f"page_number must be an integer from 0 to {MAX_PAGE_NUMBER}")
         page_size = _integer(values, "page_size", 20, from_query)
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidParams(f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}")
@@ -91,8 +97,14 @@ def _integer(values: dict[str, Any], name: str, default: int, from_query: bool) 
     value = values.get(name)
     if value is None:
         return default
-    if from_query and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if from_query and isinstance(value, str) and _QUERY_INT.fullmatch(value.strip()):
+        digits = value.strip()
+        # Past 18 digits it is out of every field's range; int() of thousands of digits fails.
+        return (
+            int(digits)
+            if len(digits.lstrip("-")) <= 18
+            else _OUT_OF_RANGE * (-1 if digits.startswith("-") else 1)
+        )
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise InvalidParams(f"{name} must be an integer")

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: serve test lint lint-imports mirror typecheck pytest bench clean
+.PHONY: serve test test-fast lint lint-imports mirror typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ lint-imports: $(STAMP_TEST) mirror
 
 pytest: $(STAMP_TEST)
 	$(BIN)/pytest
+
+# The unit tier alone: pure tests, no database, no network, no subprocess.
+test-fast: $(STAMP_TEST)
+	$(BIN)/pytest tests/unit
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench

@@ -1,0 +1,179 @@
+"""Platform API auth (spec/rpc.md §7): none, api_key and jwt, with a JWT without `exp` refused."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import jwt
+import pytest
+from jwt.warnings import InsecureKeyLengthWarning
+
+from anchorpay.settings import ConfigError, load_settings
+from support.app import ClientFactory, SettingsFactory, deposit_body
+
+FORBIDDEN = '{\n  "error": "forbidden"\n}'
+API_KEY = "my-api-key-for-the-business-server"
+JWT_SECRET = "a-jwt-secret-of-at-least-32-bytes-long!"
+RPC = [{"jsonrpc": "2.0", "method": "get_transactions", "id": 1}]
+
+
+def token(secret: str = JWT_SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {"iat": now, "exp": now + 30, **claims}
+    with warnings.catch_warnings():  # a short key for HS384 is the point of one case
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm)
+
+
+def assert_forbidden(response: Any) -> None:
+    assert response.status_code == 403
+    assert response.text == FORBIDDEN
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_none_mode_is_open(client_factory: ClientFactory) -> None:
+    async with client_factory() as client:
+        assert (await client.post("/", json=RPC)).status_code == 200
+
+
+async def test_api_key(client_factory: ClientFactory, settings_factory: SettingsFactory) -> None:
+    settings = settings_factory(
+        platform_server_auth_type="api_key", secret_platform_api_auth_secret=API_KEY
+    )
+    async with client_factory(settings) as client:
+        good = await client.post("/", json=RPC, headers={"X-Api-Key": API_KEY})
+        assert good.status_code == 200 and "result" in good.json()[0]
+        assert_forbidden(await client.post("/", json=RPC, headers={"X-Api-Key": API_KEY + "x"}))
+        assert_forbidden(await client.post("/", json=RPC, headers={"X-Api-Key": API_KEY.upper()}))
+        assert_forbidden(await client.post("/", json=RPC, headers={"X-Api-Key": f" {API_KEY}"}))
+        assert_forbidden(await client.post("/", json=RPC))
+        assert_forbidden(await client.post("/transactions", json=deposit_body()))
+        assert_forbidden(await client.get("/transactions"))
+        assert_forbidden(await client.get("/transactions/x"))
+        assert_forbidden(await client.get("/payouts"))
+        created = await client.post(
+            "/transactions", json=deposit_body(), headers={"x-api-key": API_KEY}
+        )
+        assert created.status_code == 201
+        # open: health and CORS preflight
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.options("/")).status_code != 403
+
+
+async def test_api_key_custom_header(
+    client_factory: ClientFactory, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory(
+        platform_server_auth_type="api_key",
+        secret_platform_api_auth_secret=API_KEY,
+        platform_api_key_header="X-Business-Key",
+    )
+    async with client_factory(settings) as client:
+        assert_forbidden(await client.post("/", json=RPC, headers={"X-Api-Key": API_KEY}))
+        ok = await client.post("/", json=RPC, headers={"X-Business-Key": API_KEY})
+        assert ok.status_code == 200
+
+
+@pytest.fixture
+def jwt_settings(settings_factory: SettingsFactory) -> Any:
+    return settings_factory(
+        platform_server_auth_type="jwt", secret_platform_api_auth_secret=JWT_SECRET
+    )
+
+
+async def test_jwt_good_token(client_factory: ClientFactory, jwt_settings: Any) -> None:
+    async with client_factory(jwt_settings) as client:
+        response = await client.post("/", json=RPC, headers={"Authorization": f"Bearer {token()}"})
+        assert response.status_code == 200 and "result" in response.json()[0]
+        # claims the reference does not check are not checked
+        extra = token(iss="someone", aud="anyone", sub="x", jti="1", iat=int(time.time()) + 999)
+        ok = await client.post("/", json=RPC, headers={"Authorization": f"Bearer {extra}"})
+        assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic abc",
+        f"Token {token()}",
+        f"Bearer {token(exp=int(time.time()) - 1)}",  # expired
+        f"Bearer {token(exp=None)}",  # no exp: refused (the reference would accept it)
+        f"Bearer {token(nbf=int(time.time()) + 60)}",  # not yet valid
+        f"Bearer {token(secret=JWT_SECRET + 'other')}",  # wrong signature
+        f"Bearer {token(algorithm='HS384')}",  # a 39-byte key cannot verify HS384
+        f"Bearer {jwt.encode({'exp': int(time.time()) + 30}, None, 'none')}",  # unsigned
+        "Bearer not.a.jwt",
+    ],
+)
+async def test_jwt_refused(client_factory: ClientFactory, jwt_settings: Any, header: Any) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    async with client_factory(jwt_settings) as client:
+        assert_forbidden(await client.post("/", json=RPC, headers=headers))
+
+
+async def test_jwt_long_secret_allows_hs512(
+    client_factory: ClientFactory, settings_factory: SettingsFactory
+) -> None:
+    secret = "s" * 64
+    settings = settings_factory(
+        platform_server_auth_type="jwt",
+        secret_platform_api_auth_secret=secret,
+        platform_api_jwt_header="X-Platform-Token",
+    )
+    async with client_factory(settings) as client:
+        good = f"Bearer {token(secret=secret, algorithm='HS512')}"
+        assert (
+            await client.post("/", json=RPC, headers={"X-Platform-Token": good})
+        ).status_code == 200
+        assert_forbidden(await client.post("/", json=RPC, headers={"Authorization": good}))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"PLATFORM_SERVER_AUTH_TYPE": "jwt", "SECRET_PLATFORM_API_AUTH_SECRET": "short"},
+            "SECRET_PLATFORM_API_AUTH_SECRET is too weak for jwt: it must be at least 32 bytes",
+        ),
+        (
+            {"PLATFORM_SERVER_AUTH_TYPE": "api_key"},
+            "SECRET_PLATFORM_API_AUTH_SECRET is required when PLATFORM_SERVER_AUTH_TYPE=api_key",
+        ),
+        (
+            {"PLATFORM_SERVER_AUTH_TYPE": "jwt", "SECRET_PLATFORM_API_AUTH_SECRET": ""},
+            "SECRET_PLATFORM_API_AUTH_SECRET is required when PLATFORM_SERVER_AUTH_TYPE=jwt",
+        ),
+    ],
+)
+def test_bad_auth_configuration_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == message
+
+
+async def test_sandbox_and_health_stay_open(
+    client_factory: ClientFactory, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory(
+        stellar_network="sandbox",
+        custody_type="none",
+        platform_server_auth_type="api_key",
+        secret_platform_api_auth_secret=API_KEY,
+    )
+    async with client_factory(settings) as client:
+        root = await client.get("/sandbox/horizon/")
+        assert root.status_code == 200
+        assert "_links" in root.json()
+        assert (await client.get("/health")).status_code == 200
+        assert_forbidden(await client.post("/", json=RPC))

@@ -108,8 +108,10 @@ async def run_method(
 ) -> Transaction:
     """Apply `method` with `params`; returns the transaction as stored. Raises RpcError.
 
-    `settling`: the worker is recording the confirmation of this payout (its money is already
-    on the ledger and in the outcome), so the money ledger does not count it twice.
+    `settling`: the worker is recording the final state of this payout in the same database
+    transaction (`in_same_transaction`): confirmed, its money is already on the ledger and in
+    the outcome, so the money ledger does not count it twice; failed, the error it puts the
+    transaction in does not cancel it under the worker's own write.
     `known`: the ledger's record of the hash the method names, when the caller already has
     it (the worker's submission answer): no second ledger read."""
     now = now or services.clock.now()
@@ -143,7 +145,7 @@ async def run_method(
             wake = True
         if outcome.cancel_waiting_payout:
             reason = written.message or f"closed by {method}"
-            await payouts.cancel_unsent(session, written.id, reason=reason, now=now)
+            await payouts.cancel_unsent(session, written.id, reason=reason, now=now, keep=settling)
         if in_same_transaction is not None:
             await in_same_transaction(session)
     if wake:

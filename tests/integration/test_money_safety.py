@@ -285,3 +285,53 @@ async def test_a_hash_has_one_purpose(tmp_path: Path, db_url: str) -> None:
             f"Stellar transaction[{funding}] is already recorded on transaction["
         )
         assert error["message"].endswith(" as a payment; one on-chain transaction has one purpose")
+
+
+async def test_a_payout_the_worker_gives_up_on_fails_and_errors_its_transaction(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The worker failing a queued payout puts its transaction in error, which cancels the
+    payouts nothing was sent for: not the one being failed, in the same database transaction
+    (else that write finds its version moved, rolls back, and the payout is stuck)."""
+    async with running_app(
+        tmp_path, database_url=db_url, payout_max_attempts=1, payout_retry_base_s=0.05
+    ) as env:
+        user = await env.account()
+        tx_id = await funded_deposit(env, user.public_key)
+        # The distribution account cannot be read: preparing the envelope fails (transient),
+        # and with one attempt allowed the worker gives up before anything is sent.
+        await env.fault(kind="account_error", account=DIST, status=500)
+        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+        payout = await payout_final(env, tx_id)
+        assert payout["state"] == "failed"
+        assert payout["last_error"].startswith("Gave up after 1 attempts; last error: ")
+        tx = await env.tx(tx_id)
+        assert (tx["status"], tx["message"]) == ("error", payout["last_error"])
+        await env.close_ledger()
+        assert await paid_by_anchor(env, user.public_key, set()) == []
+
+
+async def test_a_deposit_refunded_off_chain_is_not_paid_on_chain(
+    tmp_path: Path, db_url: str
+) -> None:
+    async with running_app(tmp_path, database_url=db_url) as env:
+        user = await env.account()
+        tx_id = await funded_deposit(env, user.public_key)
+        refund = {
+            "id": "bank-1",
+            "amount": {"amount": "2", "asset": "iso4217:USD"},
+            "amount_fee": {"amount": "0", "asset": "iso4217:USD"},
+        }
+        partial = await env.ok("notify_refund_sent", {"transaction_id": tx_id, "refund": refund})
+        assert partial["status"] == "pending_anchor"
+        error = await refused(env, "do_stellar_payment", {"transaction_id": tx_id})
+        assert error == {
+            "id": tx_id,
+            "code": -32602,
+            "message": f"Transaction[{tx_id}] was refunded 2: an on-chain payment of "
+            "amount_out would pay the user twice",
+        }
+        assert await env.payouts(tx_id) == []
+        assert (await env.tx(tx_id))["status"] == "pending_anchor"
+        await env.close_ledger()
+        assert await paid_by_anchor(env, user.public_key, set()) == []

@@ -137,6 +137,51 @@ def test_a_deposit_is_paid_once_and_not_refunded_once_paid() -> None:
     check("do_stellar_payment", tx, Outcome(tx.clone(), payout=intent), [failed], None)
 
 
+def test_a_refunded_deposit_is_not_paid_on_chain() -> None:
+    refunded = Refunds("2", "0", [RefundPayment("bank-1", "external", "2", "0")])
+    tx = Transaction(
+        id="d1",
+        kind=Kind.DEPOSIT,
+        status=Status.PENDING_ANCHOR,
+        started_at=T0,
+        amount_in="10",
+        refunds=refunded,
+    )
+    intent = PayoutIntent("payment", "GUSER", USDC, "9", None, None, None, False)
+    with pytest.raises(InvalidParams) as caught:
+        check("do_stellar_payment", tx, Outcome(tx.clone(), payout=intent), [], None)
+    assert caught.value.message == (
+        "Transaction[d1] was refunded 2: an on-chain payment of amount_out would pay the user twice"
+    )
+    # Without a refund recorded, the payment goes.
+    tx.refunds = None
+    check("do_stellar_payment", tx, Outcome(tx.clone(), payout=intent), [], None)
+
+
+def test_the_ledger_payment_of_a_refund_payout_keeps_its_amount() -> None:
+    entry = refund_payout(PayoutState.CONFIRMED, amount="5", fee="1", h="h1")
+    recorded = RefundPayment("h1", "stellar", "5", "1")
+    for amount, fee in (("1", "1"), ("5", "0")):
+        rewritten = withdrawal(RefundPayment("h1", "stellar", amount, fee))
+        with pytest.raises(InvalidParams) as caught:
+            check("notify_refund_sent", withdrawal(recorded), Outcome(rewritten), [entry], None)
+        assert caught.value.message == (
+            "refund.id h1 is the ledger payment of refund payout p1: its amount is 5 and its fee 1"
+        )
+    # The same amount and fee (the business repeating what the worker recorded) is accepted,
+    # and so is the same id while the payout is submitted.
+    check("notify_refund_sent", withdrawal(recorded), Outcome(withdrawal(recorded)), [entry], None)
+    submitted = refund_payout(PayoutState.SUBMITTED, amount="5", fee="1", h="h1")
+    with pytest.raises(InvalidParams, match="refund payout p1: its amount is 5"):
+        check(
+            "notify_refund_sent",
+            withdrawal(),
+            Outcome(withdrawal(RefundPayment("h1", "stellar", "1", "0"))),
+            [submitted],
+            None,
+        )
+
+
 def test_claims_name_each_new_hash_with_its_purpose() -> None:
     before = withdrawal()
     after = withdrawal(RefundPayment("r1", "stellar", "1", "0"))

@@ -10,9 +10,10 @@ rules (README, "Money safety"):
 - A withdrawal's refunds: the refunds recorded on the transaction (on-chain ones, whose id is
   their hash, and off-chain ones the business recorded) plus every counting refund payout not
   yet recorded there, amounts and fees, never exceed `amount_in`.
-- A deposit is paid once: a second payment payout is refused while one counts, and a deposit
-  whose on-chain payment counts cannot be refunded (the user would be paid twice: once on
-  the ledger, once by the refund).
+- A deposit is paid once: a second payment payout is refused while one counts, a deposit
+  whose on-chain payment counts cannot be refunded, and a deposit with a refund recorded
+  cannot be paid on-chain (either way the user would be paid twice: once on the ledger, once
+  by the refund; `amount_out` is fixed, so a partial refund leaves nothing to pay it from).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def check(
         return
     entries = [e for e in entries if e.id != settling]
     tx = outcome.transaction
+    _check_ledger_ids(tx, entries, decimals)
     if tx.kind is Kind.DEPOSIT:
         _check_deposit(method, tx, outcome.payout, entries)
         return
@@ -119,6 +121,30 @@ def check(
     raise InvalidParams("Refund amount exceeds amount_in")
 
 
+def _check_ledger_ids(
+    tx: Transaction, entries: Sequence[PayoutEntry], decimals: int | None
+) -> None:
+    """A refund recorded under the hash of one of our refund payouts is that payout's ledger
+    payment: its amount and fee are the payout's, or it would count for less than what the
+    ledger paid (and the difference could be refunded again)."""
+    if tx.refunds is None:
+        return
+    ours = {e.tx_hash: e for e in entries if e.purpose == "refund" and e.counts and e.tx_hash}
+    for payment in tx.refunds.payments:
+        entry = ours.get(payment.id)
+        if entry is None:
+            continue
+        same = _amount(payment.amount, decimals) == _amount(entry.amount, decimals) and _amount(
+            payment.fee, decimals
+        ) == _amount(entry.fee, decimals)
+        if not same:
+            fee = _show(_amount(entry.fee, decimals))
+            raise InvalidParams(
+                f"refund.id {payment.id} is the ledger payment of refund payout {entry.id}: "
+                f"its amount is {entry.amount} and its fee {fee}"
+            )
+
+
 def _is_refund(intent: PayoutIntent | None) -> PayoutIntent | None:
     return intent if intent is not None and intent.purpose == "refund" else None
 
@@ -130,6 +156,12 @@ def _refunds_changed(before: Transaction, after: Transaction) -> bool:
 def _check_deposit(
     method: str, tx: Transaction, intent: PayoutIntent | None, entries: Sequence[PayoutEntry]
 ) -> None:
+    if intent is not None and intent.purpose == "payment" and tx.refunds is not None:
+        if tx.refunds.payments:
+            raise InvalidParams(
+                f"Transaction[{tx.id}] was refunded {tx.refunds.amount_refunded}: "
+                "an on-chain payment of amount_out would pay the user twice"
+            )
     paying = [e for e in entries if e.purpose == "payment" and e.counts]
     if not paying:
         return

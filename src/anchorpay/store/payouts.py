@@ -142,14 +142,29 @@ async def resume_waiting(session: AsyncSession, transaction_id: str, now: dateti
 
 
 async def cancel_unsent(
-    session: AsyncSession, transaction_id: str, reason: str, now: datetime
+    session: AsyncSession,
+    transaction_id: str,
+    reason: str,
+    now: datetime,
+    *,
+    keep: str | None = None,
 ) -> None:
     """Close the transaction's payouts that nothing was sent for yet (`queued`,
     `waiting_trust`): the trust window passed, or the business put the transaction in error
     or expired it. A worker holding one is preparing it at most: its next write is refused
-    (the version moved), so it stops before sending anything."""
+    (the version moved), so it stops before sending anything.
+
+    `keep`: the payout whose own final write shares this database transaction (the worker
+    failing it puts the transaction in error): it is left to that write, which would
+    otherwise find its version moved and roll everything back, forever."""
     await _move_all(
-        session, transaction_id, PayoutMove.CANCEL, now, last_error=reason, next_attempt_at=None
+        session,
+        transaction_id,
+        PayoutMove.CANCEL,
+        now,
+        keep=keep,
+        last_error=reason,
+        next_attempt_at=None,
     )
 
 
@@ -158,14 +173,20 @@ async def _move_all(
     transaction_id: str,
     move: PayoutMove,
     now: datetime,
+    *,
+    keep: str | None = None,
     **values: Unpack[PayoutChanges],
 ) -> None:
-    """Apply `move` to every payout of the transaction it applies to, releasing leases."""
+    """Apply `move` to every payout of the transaction it applies to (but `keep`), releasing
+    leases."""
     changes: dict[str, Any] = {"last_error": None, **values}
+    chosen = [_T.c.transaction_id == transaction_id, _T.c.state.in_(list(sources(move)))]
+    if keep is not None:
+        chosen.append(_T.c.id != keep)
     await _run(
         session,
         update(_T)
-        .where(_T.c.transaction_id == transaction_id, _T.c.state.in_(list(sources(move))))
+        .where(*chosen)
         .values(
             **changes,
             state=target(move, sources(move)[0]),

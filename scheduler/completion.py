@@ -37,6 +37,7 @@ from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.statuses import Status
 from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.domain.transitions import TRUSTLINE_LOST
+from anchorpay.metrics import Metrics
 from anchorpay.scheduler.payout_log import log_change
 from anchorpay.services import JobServices
 from anchorpay.settings import Settings
@@ -79,6 +80,7 @@ class Holder(Protocol):
     """What the completion needs of the processor holding the payout's lease."""
 
     owner: str
+    metrics: Metrics
 
     async def save(
         self,
@@ -90,7 +92,9 @@ class Holder(Protocol):
         **changes: Unpack[store.PayoutChanges],
     ) -> PayoutRow: ...
 
-    async def retry(self, row: PayoutRow, error: str, *, count: bool = True) -> None: ...
+    async def retry(
+        self, row: PayoutRow, error: str, *, count: bool = True, kind: str = "custody"
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +214,16 @@ class Completion:
             raise
         except RpcError as exc:  # the ledger could not be read yet; the payout stays open
             await proc.retry(
-                row, f"recording the confirmed {row.purpose}: {exc.message}", count=False
+                row,
+                f"recording the confirmed {row.purpose}: {exc.message}",
+                count=False,
+                kind="completion",
             )
             return
         except ConcurrentModification:
-            await proc.retry(row, "the transaction changed meanwhile; retrying", count=False)
+            await proc.retry(
+                row, "the transaction changed meanwhile; retrying", count=False, kind="completion"
+            )
             return
         if written:
             log.warning(
@@ -226,7 +235,7 @@ class Completion:
                 method,
                 refused.message,
             )
-            log_change(row, written[-1], "confirmed; recorded without status change")
+            log_change(row, written[-1], "confirmed; recorded without status change", proc.metrics)
 
     async def fail(self, proc: Holder, row: PayoutRow, reason: str) -> None:
         final = Final(PayoutMove.FAIL, {"last_error": reason, "next_attempt_at": None})
@@ -299,7 +308,12 @@ class Completion:
         except store.LeaseLost:
             raise
         except InternalError as exc:  # transient (the ledger, a lost race): retried
-            await proc.retry(row, f"{method} could not be applied yet: {exc.message}", count=False)
+            await proc.retry(
+                row,
+                f"{method} could not be applied yet: {exc.message}",
+                count=False,
+                kind="completion",
+            )
             return None
         except RpcError as exc:  # the state machine said no
             tx = await self._load(row.transaction_id)
@@ -316,14 +330,15 @@ class Completion:
                 row,
                 f"{method} could not be applied yet: the transaction changed meanwhile",
                 count=False,
+                kind="completion",
             )
             return None
         except Exception:  # the database is busy, or a bug: retried, the log has the detail
             log.exception("payout %s: %s failed", row.id, method)
-            await proc.retry(row, internal_error_text(method), count=False)
+            await proc.retry(row, internal_error_text(method), count=False, kind="internal")
             return None
         if written:
-            log_change(row, written[-1], f"{what}; {method} applied")
+            log_change(row, written[-1], f"{what}; {method} applied", proc.metrics)
         return None
 
 

@@ -30,7 +30,9 @@ def add_fireblocks_incoming_job(scheduler: Any, services: JobServices) -> Incomi
     config = services.fireblocks
     if config is None:
         raise ConfigError("CUSTODY_TYPE=fireblocks but its configuration was not loaded")
-    incoming = IncomingTransfers(services, config, build_client(config, services.clock))
+    incoming = IncomingTransfers(
+        services, config, build_client(config, services.clock, services.metrics)
+    )
     add_periodic_job(
         scheduler,
         services,

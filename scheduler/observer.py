@@ -82,6 +82,7 @@ class PaymentObserver:
         self.incoming = IncomingPayments(services, apply)
         self.page_limit = page_limit
         self.clock = clock or services.clock.now
+        self._caught_up_ledger: int | None = None  # this process's last full catch-up
 
     async def run_once(self) -> ObserverRun:
         """The job: never raises; a failure is logged and recorded for GET /health."""
@@ -96,6 +97,7 @@ class PaymentObserver:
             else:
                 log.exception("payment observer run failed")
             run.error = f"{type(exc).__name__}: {exc}"
+            self.services.metrics.observer_runs.labels("failed").inc()
             try:
                 async with self.services.sessions() as session, session.begin():
                     await store.save_error(session, run.error, self.clock())
@@ -117,6 +119,7 @@ class PaymentObserver:
             async with self.services.sessions() as session, session.begin():
                 await store.save_caught_up(session, latest.sequence, latest.closed_at, self.clock())
         run.caught_up = caught_up
+        self._count(run, latest.sequence)
         if run.credited or run.unmatched:
             log.info(
                 "observer: %d payments, credited %d, unmatched %d",
@@ -125,6 +128,18 @@ class PaymentObserver:
                 len(run.unmatched),
             )
         return run
+
+    def _count(self, run: ObserverRun, latest: int) -> None:
+        metrics = self.services.metrics
+        metrics.observer_runs.labels("caught_up" if run.caught_up else "behind").inc()
+        metrics.observer_payments.labels("credited").inc(len(run.credited))
+        metrics.observer_payments.labels("unmatched").inc(len(run.unmatched))
+        if run.caught_up:
+            metrics.observer_lag_ledgers.set(0)
+        elif self._caught_up_ledger is not None:
+            metrics.observer_lag_ledgers.set(max(0, latest - self._caught_up_ledger))
+        if run.caught_up:
+            self._caught_up_ledger = latest
 
     async def watched_accounts(self) -> set[str]:
         accounts = {

@@ -46,6 +46,7 @@ from anchorpay.domain.payout_states import (
     PayoutState,
 )
 from anchorpay.domain.statuses import Status
+from anchorpay.metrics import Metrics
 from anchorpay.scheduler.completion import Completion, internal_error_text
 from anchorpay.scheduler.payout_log import log_change
 from anchorpay.scheduler.retry import Backoff
@@ -100,8 +101,10 @@ class PayoutProcessor:
         owner: str | None = None,
         clock: Callable[[], datetime] | None = None,
         backoff: Backoff | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.sessions = sessions
         self.adapter = adapter
         self.completion = completion
@@ -150,7 +153,7 @@ class PayoutProcessor:
         except Exception:  # a bug or the database: keep the worker alive, retry later
             log.exception("payout %s: unexpected error", row.id)
             try:
-                await self.retry(row, internal_error_text("the payout step"))
+                await self.retry(row, internal_error_text("the payout step"), kind="internal")
             except Exception:
                 log.exception("payout %s: could not record the error", row.id)
 
@@ -228,7 +231,7 @@ class PayoutProcessor:
             await self._start(row)
         elif row.attempts >= self.settings.payout_max_attempts and row.valid_until is not None:
             # No more resubmissions; wait for the material to resolve (its bound passes).
-            await self.retry(row, row.last_error or found.detail, count=False)
+            await self.retry(row, row.last_error or found.detail, count=False, kind="pending")
         else:
             # Resending the same material is always safe: it can apply at most once. Material
             # without a bound (Fireblocks' externalTxId) never resolves by itself, so it is
@@ -250,7 +253,7 @@ class PayoutProcessor:
                 last_error=None,
             )
         else:  # NotFound straight from submit is not a thing; treat it as unknown
-            await self.retry(row, outcome.detail)
+            await self.retry(row, outcome.detail, kind="pending")
 
     def poll_delay(self, polls: int) -> float:
         """Accepted, not final: look again after PAYOUT_RETRY_BASE_S, then 1.5 times longer
@@ -299,7 +302,13 @@ class PayoutProcessor:
             f"{label}; the payout waits for it",
         )
 
-    async def retry(self, row: PayoutRow, error: str, *, count: bool = True) -> None:
+    async def retry(
+        self, row: PayoutRow, error: str, *, count: bool = True, kind: str = "custody"
+    ) -> None:
+        """Reschedule after a transient failure; `kind` says what failed (custody: the
+        adapter or the ledger; pending: not final yet; completion: recording the outcome;
+        internal: a bug or the database), for the retries metric."""
+        self.metrics.payout_retries.labels(kind).inc()
         attempts = row.attempts + 1 if count else row.attempts
         live = row.state in IN_FLIGHT_STATES
         if count and not live and attempts >= self.settings.payout_max_attempts:
@@ -345,5 +354,5 @@ class PayoutProcessor:
                 **changes,
             )
         if new.state != row.state or new.last_error != row.last_error or note:
-            log_change(row, new, note)
+            log_change(row, new, note, self.metrics)
         return new

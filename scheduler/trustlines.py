@@ -100,6 +100,7 @@ class TrustlinePoller:
         await asyncio.gather(
             *(self._check_account(acc, items, report) for acc, items in by_account.items())
         )
+        self.services.metrics.trustline_polls.inc()
         if waiting:
             log.info(
                 "trustline cycle: waiting=%d accounts=%d failed_reads=%d trusted=%d "
@@ -175,6 +176,7 @@ class TrustlinePoller:
                 return None
 
     async def _read_once(self, account: str) -> Account:
+        self.services.metrics.trustline_reads.inc()
         try:
             async with asyncio.timeout(self.services.settings.horizon_timeout_s):
                 return await self.services.ledger.get_account(account)

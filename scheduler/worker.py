@@ -59,7 +59,9 @@ def build_adapter(services: JobServices) -> CustodyAdapter | None:
 
         if services.fireblocks is None:
             raise ConfigError("CUSTODY_TYPE=fireblocks but its configuration was not loaded")
-        return build_fireblocks_adapter(services.fireblocks, services.ledger, services.clock)
+        return build_fireblocks_adapter(
+            services.fireblocks, services.ledger, services.clock, services.metrics
+        )
     return None
 
 
@@ -134,6 +136,7 @@ class Worker:
                 completion,
                 owner=owner,
                 clock=clock,
+                metrics=services.metrics,
             )
         self._optional_jobs = optional_jobs
         self._scheduler: AsyncIOScheduler | None = None

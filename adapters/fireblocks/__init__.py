@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from anchorpay.clock import SYSTEM, Clock
+from anchorpay.metrics import Metrics
 
 if TYPE_CHECKING:
     from anchorpay.adapters.fireblocks.adapter import FireblocksAdapter
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
     from anchorpay.adapters.ledger import LedgerClient
 
 
-def build_client(config: FireblocksConfig, clock: Clock = SYSTEM) -> FireblocksClient:
+def build_client(
+    config: FireblocksConfig, clock: Clock = SYSTEM, metrics: Metrics | None = None
+) -> FireblocksClient:
     from anchorpay.adapters.fireblocks.client import FireblocksClient
 
     return FireblocksClient(
@@ -30,13 +33,17 @@ def build_client(config: FireblocksConfig, clock: Clock = SYSTEM) -> FireblocksC
         config.private_key,
         timeout_s=config.timeout_s,
         clock=clock.time,
+        metrics=metrics,
     )
 
 
 def build_fireblocks_adapter(
-    config: FireblocksConfig, ledger: LedgerClient, clock: Clock = SYSTEM
+    config: FireblocksConfig,
+    ledger: LedgerClient,
+    clock: Clock = SYSTEM,
+    metrics: Metrics | None = None,
 ) -> FireblocksAdapter:
     """The worker's adapter (CUSTODY_TYPE=fireblocks)."""
     from anchorpay.adapters.fireblocks.adapter import FireblocksAdapter
 
-    return FireblocksAdapter(config, build_client(config, clock), ledger)
+    return FireblocksAdapter(config, build_client(config, clock, metrics), ledger)

@@ -36,6 +36,7 @@ from anchorpay.adapters.fireblocks.models import (
 )
 from anchorpay.clock import SYSTEM
 from anchorpay.http import AsyncClient, HttpTimeout, HttpTransportError, Response, make_client
+from anchorpay.metrics import Metrics
 
 __all__ = [
     "FireblocksApiError",
@@ -57,6 +58,13 @@ def normalise_base_url(base_url: str) -> str:
     return url
 
 
+def endpoint_label(method: str, path: str) -> str:
+    """A closed label for a request: the method and the API's first two path segments
+    (`GET /v1/transactions`, `POST /v1/vault`), never an id."""
+    segments = [p for p in path.split("?", 1)[0].split("/") if p][:2]
+    return f"{method} /{'/'.join(segments)}"
+
+
 class FireblocksClient:
     """Fireblocks over HTTP. `client` may be injected (tests, shared pools); requests use
     absolute URLs so an injected client needs no base URL, and it is closed by `aclose()`
@@ -71,8 +79,10 @@ class FireblocksClient:
         timeout_s: float = 30.0,
         client: AsyncClient | None = None,
         clock: Callable[[], float] = SYSTEM.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.base_url = normalise_base_url(base_url)
+        self._metrics = metrics
         self._api_key = api_key
         self._private_key = private_key
         self._clock = clock
@@ -205,16 +215,23 @@ class FireblocksClient:
             )
         # The exception text of httpx may carry the request; only its type name is kept.
         except HttpTimeout as exc:
+            self._count(method, path, 0)
             raise FireblocksUnavailable(
                 f"Fireblocks {method} {path} timed out ({type(exc).__name__})"
             ) from None
         except HttpTransportError as exc:
+            self._count(method, path, 0)
             raise FireblocksUnavailable(
                 f"Fireblocks {method} {path} connection failed ({type(exc).__name__})"
             ) from None
+        self._count(method, path, response.status_code)
         if not 200 <= response.status_code < 300:
             raise self._api_error(response)
         return response
+
+    def _count(self, method: str, path: str, status: int) -> None:
+        if self._metrics is not None:
+            self._metrics.fireblocks_calls.labels(endpoint_label(method, path), str(status)).inc()
 
     def _api_error(self, response: Response) -> FireblocksApiError:
         text = response.text

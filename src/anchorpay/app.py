@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount
 from anchorpay import runtime
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.api import health, observer, payouts, transactions
+from anchorpay.api import metrics as metrics_api
 from anchorpay.api.limits import CatchAll, RequestLimits
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
@@ -110,7 +111,7 @@ def build_fireblocks(services: Services, config: FireblocksConfig) -> Fireblocks
     from anchorpay.custody_deposit_info import FireblocksDepositAddresses
     from anchorpay.fireblocks_transfers import IncomingTransfers
 
-    client = build_client(config, services.clock)
+    client = build_client(config, services.clock, services.metrics)
     if services.settings.deposit_info_generator == "custody":
         services.custody_deposit_info = FireblocksDepositAddresses(config, client)
     verifier = WebhookVerifier(
@@ -154,7 +155,7 @@ def create_app(
 
     checks = [("payouts", payouts.payouts_check), ("observer", observer.observer_check)]
     routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes(checks)]
-    routes += [*payouts.routes(), *observer.routes()]
+    routes += [*payouts.routes(), *observer.routes(), *metrics_api.routes()]
     if hooks is not None:
         routes += hooks.routes()
     if sandbox is not None:

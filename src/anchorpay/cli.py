@@ -21,6 +21,7 @@ from anchorpay.settings import ConfigError, Settings, load_settings
 if TYPE_CHECKING:
     from anchorpay.adapters.fireblocks.config import FireblocksConfig
     from anchorpay.domain.assets import AssetList
+    from anchorpay.metrics import Metrics
 
 EXIT_CONFIG = 2
 log = logging.getLogger("anchorpay")
@@ -79,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (PLATFORM_SERVER_HOST)")
     serve.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
     serve.add_argument("--no-worker", action="store_true", help="serve the API only")
-    sub.add_parser("worker", parents=[common], help="run the worker without the API")
+    worker = sub.add_parser("worker", parents=[common], help="run the worker without the API")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve this process's /metrics on this port"
+    )
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
     sandbox = sub.add_parser("sandbox", parents=[common], help="serve the sandbox network alone")
     sandbox.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
@@ -134,7 +138,10 @@ def _stop_event() -> asyncio.Event:
 
 
 async def _run_worker(
-    settings: Settings, assets: AssetList, fireblocks: FireblocksConfig | None
+    settings: Settings,
+    assets: AssetList,
+    fireblocks: FireblocksConfig | None,
+    metrics: Metrics,
 ) -> None:
     from anchorpay.app import default_ledger
     from anchorpay.runtime import distribution_secret_default
@@ -154,6 +161,7 @@ async def _run_worker(
         ledger=default_ledger(settings),
         fireblocks=fireblocks,
         distribution_secret_default=distribution_secret_default(settings),
+        metrics=metrics,
     )
     worker = Worker(services)
     services.wake_worker = worker.wake
@@ -175,7 +183,25 @@ def _worker(args: argparse.Namespace) -> int:
         from anchorpay.runtime import load_fireblocks
 
         fireblocks = load_fireblocks(settings, assets)
-    asyncio.run(_run_worker(settings, assets, fireblocks))
+    from anchorpay.metrics import Metrics
+
+    metrics = Metrics()
+    port = args.metrics_port
+    if port is not None:
+        # This process's own counters (payouts, observer, trustlines, Fireblocks); the
+        # database gauges are the API's (GET /metrics).
+        from prometheus_client import start_http_server
+
+        if not 1 <= port <= 65535:
+            print("anchorpay: --metrics-port must be from 1 to 65535", file=sys.stderr)
+            return 2
+        try:
+            start_http_server(port, settings.platform_server_host, metrics.registry)
+        except OSError as exc:
+            reason = exc.strerror or "unavailable"
+            print(f"anchorpay: cannot serve metrics on port {port}: {reason}", file=sys.stderr)
+            return 2
+    asyncio.run(_run_worker(settings, assets, fireblocks, metrics))
     return 0
 
 

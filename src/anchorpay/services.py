@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.clock import Clock
 from anchorpay.domain.assets import AssetList
+from anchorpay.metrics import Metrics
 from anchorpay.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,3 +33,5 @@ class JobServices(Protocol):
     def distribution_secret_default(self) -> str | None: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def metrics(self) -> Metrics: ...

@@ -27,6 +27,7 @@ from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams, InvalidRequest
 from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.transaction import StellarTransaction, Transaction
+from anchorpay.metrics import Metrics
 from anchorpay.settings import Settings
 from anchorpay.store import ledger_hashes, payouts
 from anchorpay.store import transactions as repo
@@ -71,6 +72,8 @@ class Services:
     distribution_secret_default: str | None = field(default=None, repr=False)
     # Where every part of the process reads the time (tests hand in a ManualClock).
     clock: Clock = field(default=SYSTEM)
+    # This process's Prometheus metrics (GET /metrics, `anchorpay worker --metrics-port`).
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def machine_context(services: Services, now: datetime) -> machine.MachineContext:

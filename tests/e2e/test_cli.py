@@ -227,3 +227,39 @@ def test_worker_runs_until_sigterm(env: dict[str, str], tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, seen + out
     assert "worker stopped" in out
+
+
+def test_worker_serves_its_own_metrics(env: dict[str, str], tmp_path: Path) -> None:
+    """`anchorpay worker --metrics-port P`: the worker process's counters on P (here the
+    observer's failed runs: its Horizon is unreachable); a taken port is one line, exit 2."""
+    port = free_port()
+    env = {**env, "OBSERVER_INTERVAL_S": "0.2"}
+    proc = subprocess.Popen(
+        [str(ANCHORPAY), "worker", "--metrics-port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        text = ""
+        while 'anchorpay_observer_runs_total{outcome="failed"}' not in text:
+            assert proc.poll() is None and time.monotonic() < deadline, text
+            time.sleep(0.2)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.TransportError:
+                continue
+        taken = run(["worker", "--metrics-port", str(port)], env, tmp_path)
+        assert (taken.returncode, taken.stderr.strip().splitlines()[-1]) == (
+            2,
+            f"anchorpay: cannot serve metrics on port {port}: Address already in use",
+        )
+        proc.terminate()
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0

@@ -38,6 +38,14 @@ from anchorpay.workflow import Services
 log = logging.getLogger("anchorpay.fireblocks")
 
 PATH = "/webhooks/fireblocks"  # also app.WEBHOOK_PATH
+# The webhooks metric's outcome by answer (200 "duplicate" is told apart by its body).
+_OUTCOMES = {
+    200: "accepted",
+    400: "bad_body",
+    401: "bad_signature",
+    413: "too_large",
+    503: "unverifiable",
+}
 MAX_BODY = 1_000_000
 
 
@@ -54,6 +62,14 @@ class FireblocksWebhooks:
         await self.incoming.aclose()
 
     async def receive(self, request: Request) -> JSONResponse:
+        answer = await self._receive(request)
+        outcome = _OUTCOMES.get(answer.status_code, "error")
+        if answer.status_code == 200 and b'"duplicate"' in answer.body:
+            outcome = "duplicate"
+        self.services.metrics.fireblocks_webhooks.labels(outcome).inc()
+        return answer
+
+    async def _receive(self, request: Request) -> JSONResponse:
         body = await request.body()
         if len(body) > MAX_BODY:
             return _answer(413, error="The event is too large")

@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from anchorpay.domain.errors import INTERNAL_ERROR, RpcError
 from anchorpay.rpc.envelope import BadBody, handle_body
-from anchorpay.rpc.registry import Registry
+from anchorpay.rpc.registry import ALL_METHODS, Registry
 from anchorpay.workflow import Services
 
 
@@ -21,7 +22,16 @@ def rpc_route(registry: Registry | None = None) -> Route:
         services: Services = request.app.state.services
 
         async def dispatch(method: str, params: Any) -> Any:
-            return await table.call(services, method, params)
+            known = method if method in ALL_METHODS else "unknown"  # a closed label set
+            with services.metrics.timed_rpc(known) as outcome:
+                try:
+                    return await table.call(services, method, params)
+                except RpcError as exc:
+                    outcome[0] = exc.code
+                    raise
+                except Exception:
+                    outcome[0] = INTERNAL_ERROR
+                    raise
 
         body = await request.body()
         try:

@@ -201,3 +201,10 @@ async def list_page(
 async def count(session: AsyncSession) -> int:
     result = await session.exec(select(func.count()).select_from(TransactionRow))
     return int(result.one())
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """Transactions per status: one grouped query (the metrics gauge)."""
+    query = select(TransactionRow.status, func.count()).group_by(TransactionRow.status)
+    rows = (await session.exec(query)).all()
+    return {str(status): int(n) for status, n in rows}

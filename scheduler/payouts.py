@@ -26,6 +26,7 @@ from typing import Unpack
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay import logs
 from anchorpay.adapters.custody import (
     Confirmed,
     CustodyAdapter,
@@ -135,6 +136,11 @@ class PayoutProcessor:
         return len(rows)
 
     async def process(self, row: PayoutRow) -> None:
+        ids = {"payout": row.id, "transaction": row.transaction_id, "hash": row.tx_hash}
+        with logs.bind(request_id=row.request_id, **ids):  # the request that asked for it
+            await self._process(row)
+
+    async def _process(self, row: PayoutRow) -> None:
         try:
             if row.adapter != self.adapter.name:
                 await self.save(

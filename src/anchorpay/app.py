@@ -22,6 +22,7 @@ from anchorpay.adapters.ledger import LedgerClient
 from anchorpay.api import health, observer, payouts, transactions
 from anchorpay.api import metrics as metrics_api
 from anchorpay.api.limits import CatchAll, RequestLimits
+from anchorpay.api.request_ids import RequestIds
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.rpc.auth import PlatformAuth, build_check
@@ -198,6 +199,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestIds),
             Middleware(CatchAll),
             Middleware(PlatformAuth, settings=settings),
             Middleware(RequestLimits, max_bytes=settings.max_request_bytes),

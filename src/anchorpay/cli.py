@@ -27,28 +27,14 @@ EXIT_CONFIG = 2
 log = logging.getLogger("anchorpay")
 
 
-class BriefFormatter(logging.Formatter):
-    """Tracebacks only for errors of the server itself: a client's malformed request or a
-    dropped connection is one line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelno < logging.ERROR and record.exc_info:
-            record = logging.makeLogRecord(record.__dict__)
-            record.exc_info = None
-            record.exc_text = None
-        return super().format(record)
-
-
-def log_config(level: str) -> dict[str, Any]:
+def log_config(level: str, log_format: str = "auto") -> dict[str, Any]:
     handler = {"class": "logging.StreamHandler", "formatter": "brief", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "brief": {
-                "()": BriefFormatter,
-                "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
-            }
+            # LOG_FORMAT: json, text, or auto (json unless stderr is a terminal).
+            "brief": {"()": "anchorpay.logs.formatter_for", "log_format": log_format}
         },
         "handlers": {"default": handler},
         "loggers": {
@@ -64,7 +50,7 @@ def log_config(level: str) -> dict[str, Any]:
 def _configure_logging(settings: Settings) -> dict[str, Any]:
     import logging.config
 
-    config = log_config(settings.log_level.upper())
+    config = log_config(settings.log_level.upper(), settings.log_format)
     logging.config.dictConfig(config)
     return config
 

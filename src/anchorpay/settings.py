@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     incoming_payment_received_message: str = "Received an incoming payment"
     refund_sent_message: str = "Refund sent"
     log_level: str = "INFO"
+    # json (one object per line, with the ids of what it is about), text, or auto: json
+    # unless stderr is a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from anchorpay import deposit_info
+from anchorpay import deposit_info, logs
 from anchorpay.adapters.ledger import LedgerClient, LedgerError
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain import hashes, machine, money, refunds, settlement
@@ -138,7 +138,12 @@ async def run_method(
         if outcome.payout is not None:
             try:
                 await payouts.record_intent(
-                    session, written.id, outcome.payout, settings.effective_custody_type, now
+                    session,
+                    written.id,
+                    outcome.payout,
+                    settings.effective_custody_type,
+                    now,
+                    request_id=logs.current("request_id"),
                 )
             except payouts.PayoutConflict as exc:
                 raise InvalidParams(str(exc)) from None

@@ -263,3 +263,26 @@ def test_worker_serves_its_own_metrics(env: dict[str, str], tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+def test_log_format_json_writes_one_object_per_line(env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [str(ANCHORPAY), "worker"],
+        env={**env, "LOG_FORMAT": "json"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.terminate()
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    line = json.loads(first)
+    assert (line["level"], line["logger"]) == ("INFO", "anchorpay.worker")
+    assert line["message"] == "worker: custody is off (CUSTODY_TYPE=none); no payout jobs"
+    assert line["ts"].endswith("Z")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import clock as clocks
+from anchorpay.metrics import Metrics
 from anchorpay.scheduler.leases import lease_ttl, one_worker_at_a_time, release_leases
 from anchorpay.store import job_leases
 from support.process_fixtures import Workers, sandbox_server
@@ -29,6 +30,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 class Services:
     sessions: async_sessionmaker[AsyncSession]
     clock: clocks.Clock = clocks.SYSTEM
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class Clock:

@@ -9,7 +9,7 @@ stand-in list endpoint (the flow over real HTTP is in test_fireblocks_e2e.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from anchorpay.adapters.fireblocks.models import FbTransaction
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.fireblocks_transfers import BLOCK_MAX_S, IncomingTransfers
+from anchorpay.metrics import Metrics
 from anchorpay.settings import Settings
 from anchorpay.store import observer as observer_store
 from support.app import CONFIG_DIR, USDC, USER, FakeLedger
@@ -49,6 +50,7 @@ class Services:
     ledger: FakeLedger
     fireblocks: FireblocksConfig | None = CONFIG
     clock: Clock = SYSTEM
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class ListEndpoint:

@@ -29,6 +29,7 @@ from anchorpay.domain.errors import InternalError, InvalidParams
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.incoming import Finish, IncomingPayments
+from anchorpay.metrics import Metrics
 from anchorpay.scheduler import observer as observer_mod
 from anchorpay.scheduler.observer import PaymentObserver
 from anchorpay.settings import Settings
@@ -119,6 +120,7 @@ class Services:
     applied: list[dict[str, Any]] = field(default_factory=list)
     fail_apply: Exception | None = None
     clock: Clock = SYSTEM
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def apply(self, params: dict[str, Any], finish: Finish) -> Transaction:
         """What run_method does for notify_onchain_funds_received, minus Horizon: validate,

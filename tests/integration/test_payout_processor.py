@@ -32,6 +32,7 @@ from anchorpay.domain.payout_states import PayoutMove
 from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
+from anchorpay.metrics import Metrics
 from anchorpay.scheduler.completion import Completion
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.scheduler.retry import Backoff
@@ -119,6 +120,7 @@ class FakeServices:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     clock: clocks.Clock = clocks.SYSTEM
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class FakeWorkflow:
@@ -423,6 +425,7 @@ async def test_worker_wake_dispatches_at_once_and_stops_cleanly(rig: Rig) -> Non
         sessions: async_sessionmaker[AsyncSession]
         ledger: Any = None
         clock: clocks.Clock = clocks.SYSTEM
+        metrics: Metrics = field(default_factory=Metrics)
 
     rig.clock.now = datetime.now(UTC)  # the worker runs on the wall clock here
     settings = Settings(worker_tick_s=60, payout_lease_s=30)  # type: ignore[call-arg]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from anchorpay import logs
 from anchorpay.domain.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, RpcError
 
 log = logging.getLogger("anchorpay.rpc")
@@ -285,9 +286,17 @@ def _unexpected(method: str, tx_id: str | None, echo: Any) -> Response:
 
 
 async def answer_one(request: dict[str, Any], dispatch: Dispatch) -> str:
-    """One element's response text; an encoding failure is that element's -32603 too."""
+    """One element's response text; an encoding failure is that element's -32603 too. Its
+    log lines carry the element's id, method and transaction."""
+    rpc_id = request.get("id")
+    ids = {
+        "rpc_id": _version_text(rpc_id)[:64] if rpc_id is not None else None,
+        "rpc_method": method_name(request.get("method"))[:64],
+        "transaction": _error_tx_id(request.get("params")),
+    }
     try:
-        response = await handle_one(request, dispatch)
+        with logs.bind(**ids):
+            response = await handle_one(request, dispatch)
         return response.encode()
     except Exception:
         method = method_name(request.get("method"))

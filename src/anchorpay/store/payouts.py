@@ -92,7 +92,12 @@ def _conflict(transaction_id: str, purpose: str, pid: str, state: str, tx_hash: 
 
 
 async def record_intent(
-    session: AsyncSession, transaction_id: str, intent: PayoutIntent, adapter: str, now: datetime
+    session: AsyncSession,
+    transaction_id: str,
+    intent: PayoutIntent,
+    adapter: str,
+    now: datetime,
+    request_id: str | None = None,
 ) -> PayoutRow:
     """Insert the payout for this intent in the caller's database transaction: state
     `waiting_trust` when `intent.wait_for_trust`, else `queued`, due now.
@@ -128,6 +133,7 @@ async def record_intent(
         next_attempt_at=None if waiting else now,
         waiting_since=now if waiting else None,
         adapter=adapter,
+        request_id=request_id,
         created_at=now,
         updated_at=now,
     )

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     horizon_url: str | None = None
     horizon_timeout_s: float = Field(10.0, gt=0)
     trustline_read_timeout_s: float = Field(3.0, gt=0)
+    # How long the RPC reuses an account seen trusting an asset (0: read every time).
+    trustline_fresh_s: float = Field(2.0, ge=0)
     custody_type: Literal["none", "stellar", "fireblocks"] | None = None
     stellar_distribution_secret: SecretStr | None = None
     stellar_channel_secrets: SecretStr | None = None

@@ -32,6 +32,7 @@ from anchorpay.settings import Settings
 from anchorpay.store import ledger_hashes, payouts
 from anchorpay.store import transactions as repo
 from anchorpay.store.transactions import ConcurrentModification
+from anchorpay.trustline_reads import TrustlineReads
 
 if TYPE_CHECKING:  # the adapter package is imported only when Fireblocks is configured
     from anchorpay.adapters.fireblocks.config import FireblocksConfig
@@ -74,6 +75,16 @@ class Services:
     clock: Clock = field(default=SYSTEM)
     # This process's Prometheus metrics (GET /metrics, `anchorpay worker --metrics-port`).
     metrics: Metrics = field(default_factory=Metrics)
+    # The RPC's trustline reads: coalesced, positives reused for TRUSTLINE_FRESH_S.
+    trustline_reads: TrustlineReads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trustline_reads = TrustlineReads(
+            self.ledger,
+            fresh_s=self.settings.trustline_fresh_s,
+            timeout_s=self.settings.trustline_read_timeout_s,
+            monotonic=self.clock.monotonic,
+        )
 
 
 def machine_context(services: Services, now: datetime) -> machine.MachineContext:
@@ -239,9 +250,7 @@ async def _facts(
     trustline: bool | None = None
     if plan.trustline_query is not None:
         account, asset = plan.trustline_query
-        trustline = await has_trustline(
-            services.ledger, account, asset, services.settings.trustline_read_timeout_s
-        )
+        trustline = await services.trustline_reads.trusts(account, asset)
     info: machine.DepositInfo | None = None
     generator = services.settings.deposit_info_generator
     if plan.needs_deposit_info and generator in ("self", "custody"):
@@ -269,14 +278,3 @@ async def _stellar_transaction(services: Services, tx_hash: str) -> StellarTrans
         log.warning("ledger lookup of transaction %s failed: %s", tx_hash, exc)
         raise InternalError(f"Failed to retrieve Stellar transaction by ID[{tx_hash}]") from None
     return found.record
-
-
-async def has_trustline(ledger: LedgerClient, account: str, asset: str, timeout_s: float) -> bool:
-    """One ledger read with a short timeout, like the reference: any failure = no trustline."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            found = await ledger.get_account(account)
-    except Exception as exc:
-        log.info("trustline read for %s failed (%s): treated as no trustline", account, exc)
-        return False
-    return found.trusts(asset)

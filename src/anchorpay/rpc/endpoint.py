@@ -1,5 +1,6 @@
 """`POST /`: the JSON-RPC endpoint (spec/rpc.md §1.1). HTTP 200 for every RPC outcome; 400
-for a body that is not a request object or a batch of them."""
+for a body that is not a request object or a batch of them. `GET /openrpc.json`: the OpenRPC
+description of the same methods (what `rpc.discover` answers)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,10 @@ def rpc_route(registry: Registry | None = None) -> Route:
         return Response(text, media_type="application/json")
 
     return Route("/", endpoint, methods=["POST"], name="rpc")
+
+
+def openrpc_route(registry: Registry) -> Route:
+    async def endpoint(request: Request) -> Response:
+        return JSONResponse(registry.description())
+
+    return Route("/openrpc.json", endpoint, methods=["GET"], name="openrpc")

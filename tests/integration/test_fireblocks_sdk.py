@@ -2,7 +2,7 @@
 real HTTP: it signs the JWT `uri` with the full request path (mount prefix included) and
 `exp = iat + 55`, and parses every answer into its own models. Vault accounts, asset wallets,
 a transfer created with an externalTxId and read back by it, and the webhook key that verifies
-the transfer's webhooks."""
+the transfer's webhooks; the transfer listing and a deposit address."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from fireblocks.client import Fireblocks
 from fireblocks.client_configuration import ClientConfiguration
 from fireblocks.exceptions import ApiException
+from fireblocks.models.create_address_request import CreateAddressRequest
 from fireblocks.models.destination_transfer_peer_path import DestinationTransferPeerPath
 from fireblocks.models.one_time_address import OneTimeAddress
 from fireblocks.models.source_transfer_peer_path import SourceTransferPeerPath
@@ -155,6 +156,29 @@ async def test_the_sdk_creates_a_transfer_and_finds_it_by_external_id(
     with pytest.raises(ApiException) as missing:
         await call(lambda: sdk.transactions.get_transaction_by_external_id("no-such-id"))
     assert missing.value.status == 404
+
+    listed = await call(
+        lambda: sdk.transactions.get_transactions(
+            after="0", order_by="createdAt", sort="ASC", limit=10, status="COMPLETED"
+        )
+    )
+    assert [(t.id, t.external_tx_id) for t in listed] == [(created.id, "sdk-payout-1")]
+
+
+async def test_the_sdk_creates_a_deposit_address(net: FireblocksNet, sdk: Fireblocks) -> None:
+    """What DEPOSIT_INFO_GENERATOR=custody asks: the vault's account with a new tag."""
+
+    def new_address(description: str) -> Callable[[], Future[Any]]:
+        request = CreateAddressRequest(description=description)
+        return lambda: sdk.vaults.create_vault_account_asset_address(
+            SANDBOX_FIREBLOCKS_VAULT_ID, "USDC_XLM", create_address_request=request
+        )
+
+    first = await call(new_address("withdrawal 1"))
+    second = await call(new_address("withdrawal 2"))
+    assert first.address == second.address == net.vault
+    assert first.tag.isdigit() and second.tag.isdigit() and first.tag != second.tag
+    assert net.fb.deposit_tags == {first.tag: "withdrawal 1", second.tag: "withdrawal 2"}
 
 
 async def test_the_webhook_key_verifies_the_webhooks_of_an_sdk_transfer(

@@ -20,6 +20,7 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 serve: $(STAMP_RUN)
+	@echo "anchorpay is installed as $(abspath $(BIN))/anchorpay (see README)"
 	mkdir -p data
 	$(BIN)/anchorpay serve
 

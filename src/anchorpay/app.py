@@ -26,7 +26,8 @@ from anchorpay.api.request_ids import RequestIds
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.rpc.auth import PlatformAuth, build_check
-from anchorpay.rpc.endpoint import rpc_route
+from anchorpay.rpc.endpoint import openrpc_route, rpc_route
+from anchorpay.rpc.registry import Registry
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
 from anchorpay.sandbox.app import Sandbox, sandbox_routes
 from anchorpay.settings import Settings
@@ -155,7 +156,9 @@ def create_app(
     hooks = build_fireblocks(services, fb_config) if fb_config is not None else None
 
     checks = [("payouts", payouts.payouts_check), ("observer", observer.observer_check)]
-    routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes(checks)]
+    registry = Registry()  # one method table for the RPC and its OpenRPC description
+    routes: list[BaseRoute] = [rpc_route(registry), openrpc_route(registry)]
+    routes += [*transactions.routes(), *health.routes(checks)]
     routes += [*payouts.routes(), *observer.routes(), *metrics_api.routes()]
     if hooks is not None:
         routes += hooks.routes()

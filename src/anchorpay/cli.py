@@ -55,12 +55,23 @@ def _configure_logging(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject's), not a second copy of it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("anchorpay")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env-file", help="settings file (default dev.env, or ANCHORPAY_ENV_FILE)")
     parser = argparse.ArgumentParser(
         prog="anchorpay", description="Stellar anchor payouts behind the Anchor Platform RPC API"
     )
+    parser.add_argument("--version", action="version", version=f"anchorpay {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the API server (and the worker)")
     serve.add_argument("--host", help="listen address (PLATFORM_SERVER_HOST)")

@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from anchorpay.adapters.fireblocks.client import FireblocksClient
 from anchorpay.adapters.fireblocks.config import FireblocksConfig
 from anchorpay.adapters.fireblocks.models import FAILURES, SUCCESS, FbTransaction
+from anchorpay.domain.amounts import ledger_amount
 from anchorpay.domain.payments import ObservedPayment
 from anchorpay.incoming import Apply, Credit, Finish, IncomingPayments, Unmatched
 from anchorpay.services import JobServices
@@ -121,7 +122,8 @@ class IncomingTransfers:
             source_account=fb.source_address,
             destination_account=fb.destination_address,
             asset=self.config.stellar_asset(fb.asset_id) or f"fireblocks:{fb.asset_id}",
-            amount=format(fb.amount, "f") if fb.amount is not None else "0",
+            # Horizon's notation, as the observer records the same payment read on the ledger
+            amount=ledger_amount(fb.amount) if fb.amount is not None else "0",
             memo=tag or None,
             memo_type=("id" if tag.isdigit() else "text") if tag else "none",
             successful=True,

@@ -8,6 +8,7 @@ line a person can act on; the CLI prints it and exits with code 2.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import tomllib
 from pathlib import Path
@@ -42,6 +43,19 @@ NETWORK_PASSPHRASES = {
 
 class ConfigError(Exception):
     """A configuration problem, stated in one line."""
+
+
+def config_dir() -> Path:
+    """ANCHORPAY_CONFIG_DIR, else ./config when there is one, else the defaults installed with
+    anchorpay (the repository's config/, packaged as `anchorpay.defaults`): so the command runs
+    from any directory, not only from a checkout."""
+    chosen = os.environ.get(CONFIG_DIR_ENV)
+    if chosen:
+        return Path(chosen)
+    local = Path("config")
+    if local.is_dir():
+        return local
+    return Path(str(importlib.resources.files("anchorpay.defaults")))
 
 
 class _TomlDefaults(PydanticBaseSettingsSource):
@@ -107,7 +121,7 @@ class Settings(BaseSettings):
     stellar_channel_secrets: SecretStr | None = None
     stellar_tx_timeout_s: int = Field(60, ge=5)
     stellar_base_fee: int = Field(100, ge=100)
-    assets_file: Path = Path("config/assets.toml")
+    assets_file: Path = Field(default_factory=lambda: config_dir() / "assets.toml")
     deposit_info_generator: Literal["self", "none", "custody"] = "self"
 
     # Fireblocks (CUSTODY_TYPE=fireblocks). On the sandbox, unset values use the sandbox
@@ -187,12 +201,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_dir = Path(os.environ.get(CONFIG_DIR_ENV, "config"))
         return (
             init_settings,
             env_settings,
             dotenv_settings,
-            _TomlDefaults(settings_cls, config_dir),
+            _TomlDefaults(settings_cls, config_dir()),
         )
 
     # Derived values: one place decides them, so every process agrees.
@@ -252,7 +265,7 @@ class Settings(BaseSettings):
         """CUSTODY_FILE, or `custody.toml` beside the other config files."""
         if self.custody_file is not None:
             return self.custody_file
-        return Path(os.environ.get(CONFIG_DIR_ENV, "config")) / "custody.toml"
+        return config_dir() / "custody.toml"
 
     def load_assets(self) -> AssetList:
         return load_assets(self.assets_file)

@@ -9,6 +9,7 @@ side effects. Any error rolls all of it back; nothing is half-written.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -139,6 +140,9 @@ async def run_method(
             raise InvalidRequest(f"Transaction with id[{transaction_id}] is not found")
         plan = machine.validate(tx, method, params, ctx)
         facts = await _facts(services, session, tx, plan, params, now, known)
+        if settling is not None and method == "notify_refund_sent" and known is not None:
+            # the worker records a refund it paid: its ledger record joins stellar_transactions
+            facts = dataclasses.replace(facts, refund_record=known)
         outcome = machine.apply(plan, facts, ctx)
         if method in money.MONEY_METHODS:
             entries = await payouts.money_entries(session, tx.id)
@@ -201,17 +205,19 @@ async def record_settled_payout(
     """A confirmed payout whose status transition the state machine refused (the business
     moved the transaction meanwhile): its money left the treasury, so it is recorded on the
     transaction all the same, without a status change, in the same database transaction as
-    the payout's final state. A refund joins `refunds.payments` (id: its hash); a payment joins
-    `stellar_transactions`. Raises InternalError when the ledger cannot be read yet."""
+    the payout's final state. A refund joins `refunds.payments` (id: its hash) and, with its
+    ledger record, `stellar_transactions`; a payment joins `stellar_transactions`. Raises
+    InternalError when the ledger cannot be read yet."""
     record: StellarTransaction | None = None
     async with services.sessions() as session, session.begin():
         tx = await repo.get(session, settled.transaction_id)
         if tx is None:
             raise InvalidRequest(f"Transaction with id[{settled.transaction_id}] is not found")
-        if settled.purpose == "payment" and settled.hash not in {
-            s.id for s in tx.stellar_transactions
-        }:
-            record = settled.record or await _stellar_transaction(services, settled.hash)
+        if settled.hash not in {s.id for s in tx.stellar_transactions}:
+            if settled.purpose == "payment":
+                record = settled.record or await _stellar_transaction(services, settled.hash)
+            else:  # a refund counts once in `refunds`: its record is a courtesy, no lookup
+                record = settled.record
         after = settlement.record(tx, settled, record, services.assets, now)
         await claim_hashes(session, tx, after, now)
         written = await _write(session, after) if after is not tx else tx

@@ -104,7 +104,9 @@ async def test_custody_withdrawal_is_credited_then_refunded_partly_and_fully(
         tx = await env.tx(tx_id)
         assert tx["message"] == "Received an incoming payment"
         assert [s["id"] for s in tx["stellar_transactions"]] == [paid]
-        assert tx["amount_in"]["amount"] in ("10", "10.0000000")
+        # Horizon's notation, as the local observer records it (README, "Amounts")
+        assert tx["amount_in"]["amount"] == "10.0000000"
+        assert tx["transfer_received_at"] == tx["stellar_transactions"][0]["created_at"]
 
         first = {
             "amount": {"amount": "4", "asset": USDC},
@@ -128,6 +130,17 @@ async def test_custody_withdrawal_is_credited_then_refunded_partly_and_fully(
         ]
         tx = await env.tx(tx_id)
         assert [p["id"] for p in tx["refunds"]["payments"]] == [p1["tx_hash"], p2["tx_hash"]]
+        # the refunds' ledger records follow the user's payment in stellar_transactions
+        assert [s["id"] for s in tx["stellar_transactions"]] == [
+            paid,
+            p1["tx_hash"],
+            p2["tx_hash"],
+        ]
+        assert [s["payments"][0]["source_account"] for s in tx["stellar_transactions"]] == [
+            user.public_key,
+            VAULT,
+            VAULT,
+        ]
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ async def test_a_transfer_not_final_holds_the_cursor_until_it_completes(
     assert await poll.poll() == 1  # in1; in2 holds the cursor, in3 waits behind it
     async with sessions() as session:
         assert await observer_store.get_cursor(session, "fireblocks:0") == str(t0 + 1000)
-    assert await unmatched(sessions) == [("fireblocks:in1", "no_match", "5")]
+    assert await unmatched(sessions) == [("fireblocks:in1", "no_match", "5.0000000")]
 
     assert await poll.poll() == 0  # still confirming: listed again, nothing decided
     endpoint.set_status("in2", "COMPLETED")
@@ -145,9 +145,9 @@ async def test_a_transfer_not_final_holds_the_cursor_until_it_completes(
     async with sessions() as session:
         assert await observer_store.get_cursor(session, "fireblocks:0") == str(t0 + 3000)
     assert await unmatched(sessions) == [
-        ("fireblocks:in1", "no_match", "5"),
-        ("fireblocks:in2", "no_match", "5"),
-        ("fireblocks:in3", "no_match", "5"),
+        ("fireblocks:in1", "no_match", "5.0000000"),
+        ("fireblocks:in2", "no_match", "5.0000000"),
+        ("fireblocks:in3", "no_match", "5.0000000"),
     ]
     # The webhook road meets the same record: decided once.
     assert await poll.handle(endpoint.transfers[2]) == "seen"
@@ -164,7 +164,7 @@ async def test_a_transfer_stuck_longer_than_the_limit_no_longer_holds_the_cursor
     assert await poll.poll() == 1
     async with sessions() as session:
         assert await observer_store.get_cursor(session, "fireblocks:0") == str(old + 500)
-    assert await unmatched(sessions) == [("fireblocks:later", "no_match", "5")]
+    assert await unmatched(sessions) == [("fireblocks:later", "no_match", "5.0000000")]
 
 
 async def test_failed_and_outgoing_transfers_are_passed_over(

@@ -104,6 +104,7 @@ async def test_withdrawal_completes_from_the_users_payment(net: Net) -> None:
     tx = await net.withdrawal(user)
     assert tx["status"] == "pending_user_transfer_start"
     assert tx["destination_account"] == DIST and tx["memo_type"] == "id"
+    assert "transfer_received_at" not in tx  # no funds yet
     memo = int(tx["memo"])
     assert 0 < memo < 2**63
 
@@ -124,6 +125,8 @@ async def test_withdrawal_completes_from_the_users_payment(net: Net) -> None:
     assert entry["id"] == paid.hash
     assert entry["payments"][0]["amount"]["amount"] == "10.0000000"
     assert entry["payments"][0]["destination_account"] == DIST
+    # funds received when the ledger closed the user's payment, and returned
+    assert stored["transfer_received_at"] == entry["created_at"] != tx["started_at"]
 
     done = await net.rpc(
         "notify_offchain_funds_sent",

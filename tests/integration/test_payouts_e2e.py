@@ -87,6 +87,7 @@ async def test_withdrawal_refunds_partial_then_full(tmp_path: Path) -> None:
         user = await env.account(trust=(USDC,))
         await funded_user(env, user)  # the user's 10 USDC come from the anchor first
         tx_id = await withdrawal_with_funds(env, user)
+        (incoming,) = (await env.tx(tx_id))["stellar_transactions"]
 
         first = {
             "amount": {"amount": "4", "asset": USDC},
@@ -100,6 +101,13 @@ async def test_withdrawal_refunds_partial_then_full(tmp_path: Path) -> None:
         (p1,) = await env.payouts(tx_id)
         assert (p1["purpose"], p1["state"], p1["amount"]) == ("refund", "confirmed", "4")
         assert [p["id"] for p in tx["refunds"]["payments"]] == [p1["tx_hash"]]
+        # the refund's ledger record joins stellar_transactions after the user's payment
+        assert [s["id"] for s in tx["stellar_transactions"]] == [incoming["id"], p1["tx_hash"]]
+        (refund_payment,) = tx["stellar_transactions"][1]["payments"]
+        assert refund_payment["source_account"] == DIST
+        assert refund_payment["destination_account"] == user.public_key
+        assert Decimal(refund_payment["amount"]["amount"]) == Decimal(4)
+        assert tx["transfer_received_at"] == incoming["created_at"]
 
         rest = {
             "amount": {"amount": "5", "asset": USDC},
@@ -110,8 +118,13 @@ async def test_withdrawal_refunds_partial_then_full(tmp_path: Path) -> None:
         tx = await env.tx(tx_id)
         p1, p2 = await env.payouts(tx_id)
         assert (p2["state"], p2["amount"], p2["refund_fee"]) == ("confirmed", "5", "1")
-        assert tx["refunds"]["amount_refunded"]["amount"] in ("10", "10.0000000")
+        assert tx["refunds"]["amount_refunded"]["amount"] == "10"
         assert [p["id"] for p in tx["refunds"]["payments"]] == [p1["tx_hash"], p2["tx_hash"]]
+        assert [s["id"] for s in tx["stellar_transactions"]] == [
+            incoming["id"],
+            p1["tx_hash"],
+            p2["tx_hash"],
+        ]
 
         refunds = [p for p in await env.payments_to(user.public_key) if p["from"] == DIST][
             1:

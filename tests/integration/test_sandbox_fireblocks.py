@@ -133,7 +133,7 @@ async def test_transfers_walk_to_completed_and_pay_exactly_once() -> None:
             tag = TRANSFER_CASES[i][2]
             assert tx["status"] == "COMPLETED" and tx["subStatus"] == ""
             assert tx["externalTxId"] == f"p-{i}" and tx["operation"] == "TRANSFER"
-            assert tx["assetId"] == TRANSFER_CASES[i][1] and tx["amount"] == "12.5"
+            assert tx["assetId"] == TRANSFER_CASES[i][1] and tx["amount"] == 12.5
             assert tx["amountInfo"] == {
                 "amount": "12.5",
                 "requestedAmount": "12.5",
@@ -365,13 +365,20 @@ def bad_jwts() -> list[tuple[dict[str, Any], dict[str, str], str]]:
             "JWT uri does not match the request path and query",
         ),
         (
-            {"signed_uri": "/sandbox/fireblocks/v1/transactions"},
+            {"signed_uri": "/fireblocks/v1/transactions"},  # neither relative nor the full path
+            {},
+            "JWT uri does not match the request path and query",
+        ),
+        (
+            {"signed_uri": "/other/sandbox/fireblocks/v1/transactions"},
             {},
             "JWT uri does not match the request path and query",
         ),
         ({"bodyHash": "0" * 64}, {}, "JWT bodyHash does not match the request body"),
         ({"now": now - 60}, {}, "JWT has expired"),
-        ({"lifetime_s": 31}, {}, "JWT exp is more than 30 seconds after iat"),
+        ({"lifetime_s": 58}, {}, "JWT exp is more than 57 seconds after iat"),
+        ({"lifetime_s": 60}, {}, "JWT exp is more than 57 seconds after iat"),
+        ({"lifetime_s": 3600}, {}, "JWT exp is more than 57 seconds after iat"),
         ({"now": now + 120}, {}, "JWT iat is in the future"),
         ({"sub": "someone-else"}, {}, "JWT sub does not match the API key"),
         ({"api_key": "no-such-key"}, {}, "unknown API key"),
@@ -413,6 +420,34 @@ async def test_an_hs256_jwt_and_a_wrong_query_are_refused(net: FireblocksNet) ->
 async def test_a_small_clock_skew_and_an_exact_query_are_accepted(net: FireblocksNet) -> None:
     response = await net.api.get("/v1/transactions?limit=5&sort=ASC", now=time.time() + 30)
     assert response.status_code == 200 and response.json() == []
+
+
+@pytest.mark.parametrize("lifetime_s", [25, 29, 30, 55, 56, 57])
+async def test_token_lifetimes_up_to_the_sdks_55_s_plus_skew_are_accepted(
+    net: FireblocksNet, lifetime_s: int
+) -> None:
+    """Fireblocks documents 30 s, its official SDKs sign exp = iat + 55 and are served."""
+    response = await net.api.get("/v1/transactions?limit=5", lifetime_s=lifetime_s)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "signed_uri",
+    ["/v1/transactions?limit=5", "/sandbox/fireblocks/v1/transactions?limit=5"],
+)
+async def test_the_uri_may_be_signed_with_or_without_the_mount_prefix(
+    net: FireblocksNet, signed_uri: str
+) -> None:
+    """anchorpay's client signs the path after its base URL; the official SDKs sign the whole
+    path of the URL (their base path includes /sandbox/fireblocks)."""
+    response = await net.api.get("/v1/transactions?limit=5", signed_uri=signed_uri)
+    assert response.status_code == 200, response.text
+    wrong_query = signed_uri.replace("limit=5", "limit=6")
+    refused = await net.api.get("/v1/transactions?limit=5", signed_uri=wrong_query)
+    assert refused.json() == {
+        "message": "Unauthorized: JWT uri does not match the request path and query",
+        "code": -7,
+    }
 
 
 async def test_an_api_key_registered_through_the_dev_route_works(net: FireblocksNet) -> None:
@@ -575,7 +610,8 @@ async def test_payments_into_the_vault_become_completed_incoming_transactions(
         }
         assert (got["sourceAddress"], got["destinationAddress"]) == (payer, net.vault)
         assert got["destinationTag"] == tag
-        assert (got["assetId"], got["amount"], got["externalTxId"]) == (fb_asset, "7.25", None)
+        assert (got["assetId"], got["amount"], got["externalTxId"]) == (fb_asset, 7.25, None)
+        assert got["amountInfo"]["amount"] == "7.25"
         mine = [e for e in net.fb.outbox.events if e.resource_id == tx.id]
         assert [(e.event_type, e.status) for e in mine] == [
             ("transaction.created", "CONFIRMING"),
@@ -799,7 +835,8 @@ async def test_a_body_hash_covers_the_exact_bytes(net: FireblocksNet) -> None:
 
 async def test_mounted_deeper_the_jwt_uri_stays_relative_to_the_base_url() -> None:
     """sandbox_routes(sandbox, fireblocks) inside another app (as anchorpay's app mounts it):
-    the `uri` claim is the path after the Fireblocks mount, wherever that is."""
+    the `uri` claim is the path after the Fireblocks mount, wherever that is, or the whole
+    path as sent; a part of the prefix is neither."""
     sandbox = Sandbox(assets=ASSETS, ledger_close_s=0.05)
     fb = FireblocksSandbox(sandbox, ASSET_MAPPING, step_s=0.02)
     app = Starlette(
@@ -817,7 +854,14 @@ async def test_mounted_deeper_the_jwt_uri_stays_relative_to_the_base_url() -> No
             response = await api.post("/v1/transactions", transfer(user.public_key))
             assert response.status_code == 200, response.text
             await wait_for(lambda: fb.transactions[response.json()["id"]].status == "COMPLETED")
-            assert (await api.get("/v1/transactions/external_tx_id/payout-1")).status_code == 200
+            path = "/v1/transactions/external_tx_id/payout-1"
+            assert (await api.get(path)).status_code == 200
+            full = await api.get(path, signed_uri=f"/outer/sandbox/fireblocks{path}")
+            assert full.status_code == 200, full.text
+            partial = await api.get(path, signed_uri=f"/sandbox/fireblocks{path}")
+            assert partial.json()["message"] == (
+                "Unauthorized: JWT uri does not match the request path and query"
+            )
             assert (await client.get("/state")).json()["counters"]["POST /v1/transactions"] == 1
     finally:
         await fb.stop()

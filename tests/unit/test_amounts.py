@@ -18,6 +18,7 @@ from anchorpay.domain.amounts import (
     DetailInput,
     FeeInput,
     format_total,
+    ledger_amount,
     number_to_string,
     parse_decimal,
     plain,
@@ -109,6 +110,22 @@ def test_parse_decimal(text: str, value: Decimal | None) -> None:
 )
 def test_format_total(value: Decimal, text: str) -> None:
     assert format_total(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("5"), "5.0000000"),
+        (Decimal("9.5"), "9.5000000"),
+        (Decimal("10.0000000"), "10.0000000"),
+        (Decimal("0.0000001"), "0.0000001"),
+        (Decimal("1E+2"), "100.0000000"),
+        (Decimal("922337203685.4775807"), "922337203685.4775807"),
+        (Decimal("0.00000001"), "0.00000001"),  # not a Stellar amount: never rounded away
+    ],
+)
+def test_ledger_amount_is_horizon_s_notation(value: Decimal, text: str) -> None:
+    assert ledger_amount(value) == text
 
 
 def test_rescale_half_down() -> None:

@@ -656,7 +656,8 @@ def test_self_generator_uses_the_callers_instructions() -> None:
 
 
 def test_result_of_the_spec_example() -> None:
-    """EXPECTED_RPC_BATCH_RESPONSE[1] of §5.2, from a stored transaction."""
+    """EXPECTED_RPC_BATCH_RESPONSE[1] of §5.2, from a stored transaction, plus the
+    `transfer_received_at` the reference's SEP-24 mapper leaves out."""
     gbbd = "stellar:USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
     assets = AssetList(
         (Asset(id=gbbd, significant_decimals=7), Asset(id=USD, significant_decimals=2))
@@ -695,6 +696,8 @@ def test_result_of_the_spec_example() -> None:
         "amount_fee": {"amount": "0.1", "asset": USD},
         "started_at": "2024-06-25T20:37:50.883071Z",
         "updated_at": "2024-06-25T20:37:52.922103Z",
+        # anchorpay's one addition to the reference's example (issue 16, cases X51-X55)
+        "transfer_received_at": "2024-06-25T20:37:52Z",
         "message": "test message",
         "destination_account": USER,
         "external_transaction_id": "1",

@@ -25,7 +25,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return config
 
 
-def test_defaults() -> None:
+def test_defaults(clean_env: Path) -> None:
     settings = load_settings()
     assert settings.platform_server_port == 8085
     assert settings.platform_server_auth_type == "none"
@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert settings.rpc_batch_size_limit == 40
     assert settings.database_url == "sqlite+aiosqlite:///./data/anchorpay.db"
     assert settings.stellar_network == "sandbox"
-    assert settings.assets_file == Path("config/assets.toml")
+    assert settings.assets_file == clean_env / "assets.toml"  # in the config folder
     assert settings.effective_custody_type == "stellar"
     assert settings.horizon_base_url() == "http://127.0.0.1:8085/sandbox/horizon"
 

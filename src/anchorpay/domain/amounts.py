@@ -53,6 +53,16 @@ def plain(value: Decimal) -> str:
     return "0" if text in ("-0", "+0") else text
 
 
+def ledger_amount(value: Decimal) -> str:
+    """An amount anchorpay read from the network, in Horizon's notation (7 decimals:
+    "10.0000000"), whichever road it came by (Horizon or a Fireblocks transfer), so the same
+    payment reads the same everywhere. A value with more decimals than Stellar has is left
+    as it is rather than rounded."""
+    if rescale(value, STELLAR_DECIMALS) != value:
+        return plain(value)
+    return plain(rescale(value, STELLAR_DECIMALS))
+
+
 def number_to_string(value: object) -> str | None:
     """A JSON amount as the exact string to store: strings verbatim, numbers in plain notation
     without float artefacts. None when the value is neither a string nor a number."""

@@ -43,15 +43,16 @@ class Holder:
 def claims(before: Transaction, after: Transaction) -> list[Claim]:
     """The hashes `after` records that `before` did not, each with its purpose.
 
-    `stellar_transactions` holds a deposit's payment or a withdrawal's incoming payment; a
-    withdrawal's refunds are Stellar payments whose id is their hash (a deposit's refunds are
-    off-chain, their ids the business's own)."""
+    `stellar_transactions` holds a deposit's payment or a withdrawal's incoming payment, and
+    the ledger records of refunds we paid (marked `refund`); a withdrawal's refunds are
+    Stellar payments whose id is their hash (a deposit's refunds are off-chain, their ids the
+    business's own)."""
     found: dict[str, HashPurpose] = {}
     known = {s.id for s in before.stellar_transactions}
     entry_purpose = HashPurpose.PAYMENT if after.kind is Kind.DEPOSIT else HashPurpose.INCOMING
     for entry in after.stellar_transactions:
         if entry.id not in known:
-            found.setdefault(entry.id, entry_purpose)
+            found.setdefault(entry.id, HashPurpose.REFUND if entry.refund else entry_purpose)
     if after.kind is Kind.WITHDRAWAL and after.refunds is not None:
         old = {p.id for p in before.refunds.payments} if before.refunds is not None else set()
         for payment in after.refunds.payments:

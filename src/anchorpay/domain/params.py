@@ -88,7 +88,7 @@ ASSET_AMOUNTS = frozenset(
     {"notify_interactive_flow_completed", "request_offchain_funds", "request_onchain_funds"}
 )
 # Methods whose refund carries an id (do_stellar_refund's has none: the hash comes later).
-_REFUND_IDS = frozenset({"notify_refund_pending", "notify_refund_sent"})
+REFUND_IDS = frozenset({"notify_refund_pending", "notify_refund_sent"})
 
 INSTANT_HINT = "an ISO-8601 instant such as 2024-01-01T00:00:00Z"
 # DateTimeFormatter.ISO_INSTANT on parse: seconds and fraction optional, Z or an offset.
@@ -115,7 +115,7 @@ def decode(method: str, raw: object) -> Params:
         elif key in ("user_action_required_by", "funds_received_at", "funds_sent_at"):
             values[key] = _instant(raw.get(key), key)
         elif key == "refund":
-            values[key] = _refund(raw.get(key), with_id=method in _REFUND_IDS)
+            values[key] = _refund(raw.get(key), with_id=method in REFUND_IDS)
         elif key == "success":
             values[key] = _boolean(raw.get(key), key)
         elif key in ("external_transaction_id", "memo"):

@@ -59,6 +59,9 @@ class Facts:
     stellar_transaction: StellarTransaction | None = None
     trustline: bool | None = None
     deposit_info: DepositInfo | None = None
+    # notify_refund_sent applied by the worker for a refund it paid: the ledger's record of
+    # that refund, added to stellar_transactions (never passed for a business's call).
+    refund_record: StellarTransaction | None = None
 
 
 @dataclass(frozen=True, slots=True)

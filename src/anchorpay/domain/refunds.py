@@ -17,7 +17,7 @@ from anchorpay.domain.errors import InvalidParams
 from anchorpay.domain.params import RefundInput
 from anchorpay.domain.plan import Facts, MachineContext, Outcome, PayoutIntent, Plan
 from anchorpay.domain.statuses import Kind, Status
-from anchorpay.domain.transaction import RefundPayment, Refunds, Transaction
+from anchorpay.domain.transaction import RefundPayment, Refunds, StellarTransaction, Transaction
 
 EXCEEDS = "Refund amount exceeds amount_in"
 
@@ -164,10 +164,13 @@ def check_do_stellar_refund(plan: Plan, ctx: MachineContext) -> None:
 
 
 def _refund_destination(tx: Transaction) -> str | None:
-    """The user who paid: from_account, else the sender of the last observed payment."""
+    """The user who paid: from_account, else the sender of the last observed payment (a
+    refund's record is our own payment to the user, not theirs)."""
     if tx.from_account:
         return tx.from_account
     for stellar_tx in reversed(tx.stellar_transactions):
+        if stellar_tx.refund:
+            continue
         for payment in stellar_tx.payments:
             if payment.source_account:
                 return payment.source_account
@@ -175,11 +178,32 @@ def _refund_destination(tx: Transaction) -> str | None:
 
 
 def apply_refund_payments(plan: Plan, facts: Facts, ctx: MachineContext, out: Outcome) -> None:
-    """notify_refund_pending / notify_refund_sent: store the payments and their totals."""
+    """notify_refund_pending / notify_refund_sent: store the payments and their totals; a
+    refund the worker paid also gets its ledger record in stellar_transactions."""
     if plan.refund_payments is not None:
         decimals = decimals_for(plan.transaction, ctx.assets)
         # A copy: the kept payments are the stored transaction's own objects.
         out.transaction.refunds = totals(copy.deepcopy(plan.refund_payments), decimals)
+    record = facts.refund_record
+    refunds = out.transaction.refunds
+    if record is not None and refunds is not None:
+        if any(p.id == record.id for p in refunds.payments):
+            add_refund_record(out.transaction, record)
+
+
+def add_refund_record(tx: Transaction, record: StellarTransaction) -> bool:
+    """Append the ledger record of a refund anchorpay paid to `tx.stellar_transactions`,
+    marked as a refund, with the memo it was sent with (refund_memo); once per hash. The
+    reference records such a refund only in `refunds` (spec §3.12); the wallet and the
+    business also see its envelope and payment here (issue 16). Returns whether it was
+    added. `stellar_transaction_id` stays the user's payment (withdrawal) or ours (deposit)."""
+    if any(entry.id == record.id for entry in tx.stellar_transactions):
+        return False
+    entry = copy.deepcopy(record)
+    entry.refund = True
+    entry.memo, entry.memo_type = tx.refund_memo, tx.refund_memo_type
+    tx.stellar_transactions.append(entry)
+    return True
 
 
 def apply_do_stellar_refund(plan: Plan, facts: Facts, ctx: MachineContext, out: Outcome) -> None:

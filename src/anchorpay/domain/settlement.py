@@ -6,11 +6,11 @@ count, whatever the status. Pure: returns a new transaction, the status untouche
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from anchorpay.domain.assets import AssetList
-from anchorpay.domain.refunds import decimals_for, totals
+from anchorpay.domain.refunds import add_refund_record, decimals_for, totals
 from anchorpay.domain.transaction import RefundPayment, StellarTransaction, Transaction
 
 
@@ -35,18 +35,26 @@ def record(
     now: datetime,
 ) -> Transaction:
     """`tx` with the payout recorded (unchanged when it already is). `found` is the ledger's
-    record of a payment's transaction (None when `stellar_transactions` already has it)."""
+    record of the payout's transaction (None when `stellar_transactions` already has it, or,
+    for a refund, when the worker did not hand it in: the refund is recorded in `refunds`
+    all the same)."""
     out = tx.clone()
     if settled.purpose == "refund":
         stored = list(out.refunds.payments) if out.refunds is not None else []
-        if any(p.id == settled.hash for p in stored):
-            return tx
-        stored.append(
-            RefundPayment(
-                id=settled.hash, id_type="stellar", amount=settled.amount, fee=settled.fee or "0"
+        recorded = any(p.id == settled.hash for p in stored)
+        if not recorded:
+            stored.append(
+                RefundPayment(
+                    id=settled.hash,
+                    id_type="stellar",
+                    amount=settled.amount,
+                    fee=settled.fee or "0",
+                )
             )
-        )
-        out.refunds = totals(stored, decimals_for(tx, assets))
+            out.refunds = totals(stored, decimals_for(tx, assets))
+        added = found is not None and add_refund_record(out, replace(found, id=settled.hash))
+        if recorded and not added:
+            return tx
     elif found is not None:
         entry = copy.deepcopy(found)
         entry.id = settled.hash

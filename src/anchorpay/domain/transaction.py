@@ -55,6 +55,9 @@ class StellarTransaction:
     payments: list[StellarPayment] = field(default_factory=list)
     memo: str | None = None
     memo_type: str | None = None
+    # The ledger record of a refund anchorpay paid (issue 16), never the user's incoming
+    # payment nor a deposit's payment: its hash is also its `refunds.payments[].id`.
+    refund: bool = False
 
 
 @dataclass(slots=True)

@@ -23,7 +23,8 @@ from anchorpay.settings import ConfigError, Settings
 log = logging.getLogger("anchorpay.auth")
 
 FORBIDDEN_BODY = b'{\n  "error": "forbidden"\n}'
-OPEN_PATHS = ("/health", "/webhooks/fireblocks")  # the webhook is checked by its signature
+# The webhook is checked by its signature; the OpenRPC document describes the API, no data.
+OPEN_PATHS = ("/health", "/webhooks/fireblocks", "/openrpc.json")
 OPEN_PREFIXES = ("/sandbox",)
 MIN_JWT_SECRET_BYTES = 32
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from anchorpay.domain.errors import InternalError, MethodNotFound
+from anchorpay.rpc import openrpc
 from anchorpay.rpc.methods import reads, sep24
 from anchorpay.workflow import Services
 
@@ -56,8 +57,18 @@ class Registry:
         self.handlers: Mapping[str, Handler] = (
             handlers if handlers is not None else build_handlers()
         )
+        self._description: dict[str, Any] | None = None
+
+    def description(self) -> dict[str, Any]:
+        """The OpenRPC document of the registered methods (built once: it never changes)."""
+        if self._description is None:
+            names = [m for m in ALL_METHODS if m in self.handlers]
+            self._description = openrpc.document(names)
+        return self._description
 
     async def call(self, services: Services, method: str, params: Any) -> Any:
+        if method == openrpc.DISCOVER:  # OpenRPC's service discovery, not an Anchor Platform method
+            return self.description()
         handler = self.handlers.get(method)
         if handler is None:
             if method in ALL_METHODS:

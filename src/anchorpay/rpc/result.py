@@ -2,6 +2,11 @@
 
 Pure: a Transaction in, a JSON-ready dict out. Null members are omitted, never written as
 null. Both fee dialects are written: 3.x `fee_details` and 2.x `amount_fee`.
+
+One deliberate addition (issue 16, cases X51-X55): `transfer_received_at`, when funds are
+received. The reference stores it and its SEP-6/SEP-31 results carry it, but its SEP-24
+mapper leaves it out (§5.2 [REF-QUIRK]), so a business could not see what "funds received"
+rests on.
 """
 
 from __future__ import annotations
@@ -117,6 +122,9 @@ def transaction_result(tx: Transaction, assets: AssetList) -> dict[str, object]:
         "started_at": instant(tx.started_at),
         "updated_at": instant(tx.updated_at) if tx.updated_at else None,
         "completed_at": instant(tx.completed_at) if tx.completed_at else None,
+        "transfer_received_at": (
+            instant(tx.transfer_received_at) if tx.transfer_received_at else None
+        ),
         "user_action_required_by": (
             instant(tx.user_action_required_by) if tx.user_action_required_by else None
         ),

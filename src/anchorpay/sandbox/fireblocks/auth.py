@@ -6,7 +6,7 @@ request (`uri`, `bodyHash`, `sub`) and to a short time window (`iat`, `exp`). A 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import jwt
@@ -14,7 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.types import Options
 
-MAX_LIFETIME_S = 30  # exp may be at most this far after iat
+# Fireblocks documents exp < iat + 30, yet its official SDKs sign exp = iat + 55 and the real
+# API takes them: accept that plus a little rounding skew, and keep refusing a minute or more.
+SDK_LIFETIME_S = 55
+LIFETIME_SKEW_S = 2
+MAX_LIFETIME_S = SDK_LIFETIME_S + LIFETIME_SKEW_S  # exp may be at most this far after iat
 MAX_SKEW_S = 60  # iat may be at most this far in the future
 REQUIRED_CLAIMS = ("uri", "sub", "bodyHash", "iat", "exp")
 # PyJWT checks the signature only; the claims are checked below, with the sandbox's reasons.
@@ -41,15 +45,18 @@ def load_public_key(pem: str | bytes) -> RSAPublicKey:
     return key
 
 
-def request_uri(scope: Mapping[str, Any]) -> str:
-    """The path and query as sent, relative to where the surface is mounted."""
+def request_uris(scope: Mapping[str, Any]) -> tuple[str, ...]:
+    """The path and query as sent, in the two forms a client may sign: relative to where the
+    surface is mounted (`/v1/transactions`, anchorpay's client, whose base URL ends at the
+    mount) and the whole path (`/sandbox/fireblocks/v1/transactions`: the official SDKs sign
+    the URL's path, and their base URL includes the mount)."""
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1").split("?")[0] if raw else str(scope["path"])
+    full = raw.decode("latin-1").split("?")[0] if raw else str(scope["path"])
     root = str(scope.get("root_path", ""))
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    relative = full[len(root) :] if root and full.startswith(root) else full
     query = scope.get("query_string", b"").decode("latin-1")
-    return f"{path}?{query}" if query else path
+    suffix = f"?{query}" if query else ""
+    return tuple(dict.fromkeys((relative + suffix, full + suffix)))
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -63,11 +70,12 @@ def check_request(
     keys: Mapping[str, RSAPublicKey],
     api_key: str | None,
     authorization: str | None,
-    uri: str,
+    uris: Collection[str],
     body: bytes,
     now: float,
 ) -> None:
-    """Raise Unauthorized unless the request is signed as the wire contract says."""
+    """Raise Unauthorized unless the request is signed as the wire contract says; `uris` are
+    the forms of the request's path and query the `uri` claim may take (`request_uris`)."""
     if not api_key:
         raise Unauthorized("missing X-API-Key header")
     scheme, _, token = (authorization or "").partition(" ")
@@ -94,7 +102,7 @@ def check_request(
             raise Unauthorized(f"JWT has no {name} claim")
     if claims["sub"] != api_key:
         raise Unauthorized("JWT sub does not match the API key")
-    if claims["uri"] != uri:
+    if claims["uri"] not in uris:
         raise Unauthorized("JWT uri does not match the request path and query")
     if claims["bodyHash"] != hashlib.sha256(body).hexdigest():
         raise Unauthorized("JWT bodyHash does not match the request body")

@@ -71,7 +71,11 @@ class FbTransaction:
             "txHash": self.tx_hash,
             "operation": "TRANSFER",
             "assetId": self.asset_id,
-            "amount": amount,
+            # Fireblocks' deprecated top-level amounts are JSON numbers (its SDKs parse them as
+            # such); the exact decimal strings are in amountInfo, which clients read.
+            "amount": float(self.amount),
+            "requestedAmount": float(self.amount),
+            "netAmount": float(self.amount),
             "amountInfo": {"amount": amount, "requestedAmount": amount, "netAmount": amount},
             "source": dict(self.source),
             "destination": dict(self.destination),

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from anchorpay.adapters.fireblocks.models import STATUSES
-from anchorpay.sandbox.fireblocks.auth import Unauthorized, request_uri
+from anchorpay.sandbox.fireblocks import listings
+from anchorpay.sandbox.fireblocks.auth import Unauthorized, request_uris
 from anchorpay.sandbox.fireblocks.dev_routes import dev_routes
 from anchorpay.sandbox.fireblocks.model import ApiError, bad_request
 from anchorpay.sandbox.fireblocks.service import MAX_LIST_LIMIT, FireblocksSandbox
@@ -55,7 +56,7 @@ def api_routes(fb: FireblocksSandbox) -> list[BaseRoute]:
                 fb.authenticate(
                     request.headers.get("x-api-key"),
                     request.headers.get("authorization"),
-                    request_uri(request.scope),
+                    request_uris(request.scope),
                     body,
                 )
             except Unauthorized as exc:
@@ -120,12 +121,20 @@ def api_routes(fb: FireblocksSandbox) -> list[BaseRoute]:
         p = request.path_params
         return fb.vault_addresses(p["vault_id"], p["asset_id"])
 
+    async def vaults_paged(request: Request, body: bytes) -> Any:
+        return listings.accounts_paged(fb, request.query_params.get("assetId"))
+
+    async def wallets(request: Request, body: bytes) -> Any:
+        return listings.asset_wallets(fb, request.query_params.get("assetId"))
+
     vault = "/v1/vault/accounts/{vault_id}"
     return [
         guarded("POST", "/v1/transactions", create),
         guarded("GET", "/v1/transactions", listing),
         guarded("GET", "/v1/transactions/external_tx_id/{external_tx_id}", by_external_id),
         guarded("GET", "/v1/transactions/{tx_id}", one),
+        guarded("GET", "/v1/vault/accounts_paged", vaults_paged),
+        guarded("GET", "/v1/vault/asset_wallets", wallets),
         guarded("GET", vault, vault_account),
         guarded("GET", vault + "/{asset_id}", vault_asset),
         guarded("POST", vault + "/{asset_id}/addresses", new_address),

@@ -13,7 +13,7 @@ import logging
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -99,10 +99,14 @@ class FireblocksSandbox:
         self.api_keys[api_key] = load_public_key(public_key_pem)
 
     def authenticate(
-        self, api_key: str | None, authorization: str | None, uri: str, body: bytes
+        self,
+        api_key: str | None,
+        authorization: str | None,
+        uris: Collection[str],
+        body: bytes,
     ) -> None:
         """Raise `auth.Unauthorized` unless the request is signed as the contract says."""
-        check_request(self.api_keys, api_key, authorization, uri, body, self.clock())
+        check_request(self.api_keys, api_key, authorization, uris, body, self.clock())
 
     # --- transfers --------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from anchorpay.domain.assets import AssetList
 from anchorpay.rpc.auth import PlatformAuth, build_check
 from anchorpay.rpc.endpoint import rpc_route
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
-from anchorpay.sandbox.app import Sandbox, sandbox_routes
+from anchorpay.sandbox.app import Sandbox, is_open_route, sandbox_routes
 from anchorpay.settings import Settings
 from anchorpay.store import migrate
 from anchorpay.store.db import create_engine, is_sqlite, session_factory
@@ -198,7 +198,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(CatchAll),
-            Middleware(PlatformAuth, settings=settings),
+            Middleware(PlatformAuth, settings=settings, sandbox_open=is_open_route),
             Middleware(RequestLimits, max_bytes=settings.max_request_bytes),
         ],
         lifespan=lifespan,

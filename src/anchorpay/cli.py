@@ -196,8 +196,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anchorpay.app import build_sandbox
+    from anchorpay.rpc.auth import PlatformAuth
     from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
-    from anchorpay.sandbox.app import create_sandbox_app
+    from anchorpay.sandbox.app import create_sandbox_app, is_open_route
 
     settings = _settings(args, platform_server_port=args.port, stellar_network="sandbox")
     config = _configure_logging(settings)
@@ -213,8 +214,12 @@ def _sandbox(args: argparse.Namespace) -> int:
         fireblocks = build_sandbox_fireblocks(settings, sandbox, fb_config, standalone=True)
     print(f"sandbox distribution account: {sandbox.distribution_account}")
     print(f"sandbox distribution secret (sandbox only): {SANDBOX_DISTRIBUTION_SECRET}", flush=True)
+    # Served alone, the sandbox follows the platform auth settings like the embedded one.
+    app = PlatformAuth(
+        create_sandbox_app(sandbox, fireblocks), settings=settings, sandbox_open=is_open_route
+    )
     uvicorn.run(
-        create_sandbox_app(sandbox, fireblocks),
+        app,
         host=settings.platform_server_host,
         port=settings.platform_server_port,
         log_config=config,

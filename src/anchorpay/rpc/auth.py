@@ -4,8 +4,9 @@
 comparison) or `jwt` (HMAC-signed with the secret, `Bearer <token>`; `exp` is required, unlike
 the reference where a token without `exp` never expires; `nbf` honoured; zero clock skew).
 A failure is HTTP 403 with the reference's pretty-printed `{"error": "forbidden"}`. OPTIONS
-requests pass (CORS preflight). `/health`, the sandbox and the Fireblocks webhook (checked by
-its signature) are open.
+requests pass (CORS preflight). `/health` and the Fireblocks webhook (checked by its signature)
+are open. Under `/sandbox`, only what the composition root's `sandbox_open` predicate names is
+open (the Horizon surface, the sandbox Fireblocks API); without one, all of it is protected.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ log = logging.getLogger("anchorpay.auth")
 
 FORBIDDEN_BODY = b'{\n  "error": "forbidden"\n}'
 OPEN_PATHS = ("/health", "/webhooks/fireblocks")  # the webhook is checked by its signature
-OPEN_PREFIXES = ("/sandbox",)
+SANDBOX_PREFIX = "/sandbox"
 MIN_JWT_SECRET_BYTES = 32
 
 Check = Callable[[Headers], bool]
+# (method, path below /sandbox) -> open without credentials; the sandbox decides, the
+# composition root hands it over (rpc must not import the sandbox).
+SandboxOpen = Callable[[str, str], bool]
 
 
 def _api_key_check(header: str, secret: bytes) -> Check:
@@ -101,25 +105,31 @@ def build_check(settings: Settings) -> Check | None:
     return _jwt_check(settings.platform_api_jwt_header, secret)
 
 
-def is_protected(path: str) -> bool:
+def is_protected(method: str, path: str, sandbox_open: SandboxOpen | None = None) -> bool:
     if path in OPEN_PATHS:
         return False
-    return not any(path == p or path.startswith(p + "/") for p in OPEN_PREFIXES)
+    if path == SANDBOX_PREFIX or path.startswith(SANDBOX_PREFIX + "/"):
+        rest = path[len(SANDBOX_PREFIX) :]
+        return sandbox_open is None or not sandbox_open(method, rest)
+    return True
 
 
 class PlatformAuth:
     """Refuses unauthenticated requests before any route runs."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, sandbox_open: SandboxOpen | None = None
+    ) -> None:
         self.app = app
         self.check = build_check(settings)
+        self.sandbox_open = sandbox_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self.check is None
             or scope["type"] != "http"
             or scope["method"] == "OPTIONS"
-            or not is_protected(scope["path"])
+            or not is_protected(scope["method"], scope["path"], self.sandbox_open)
             or self.check(Headers(scope=scope))
         ):
             await self.app(scope, receive, send)

@@ -61,10 +61,10 @@ def one_worker_at_a_time(
             if database_unavailable(exc):
                 outage.failed(name, exc)
             else:
-                outage.succeeded()
+                outage.succeeded(name)
                 log.warning("job %s: its lease could not be taken (%s); run skipped", name, exc)
             return False
-        outage.succeeded()
+        outage.succeeded(name)
         if held:
             await job()
         return held

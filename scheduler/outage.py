@@ -5,7 +5,9 @@ away, each tick would fail and log a traceback: thousands of lines for one outag
 the jobs of one worker share one `DatabaseOutage`: the first failure closes it and logs one
 line; while it is closed the jobs skip their runs, except one probe per backoff step
 (exponential from WORKER_TICK_S, capped at MAX_BACKOFF_S), and each failed probe logs one
-line saying when the next one is; the first success logs that the database is back.
+line saying when the next one is. A database may still answer reads (SQLite with another
+writer holding the lock, a read-only standby): a job that only read proves nothing, so the
+outage ends, with one line, only when a job that failed in it succeeds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class DatabaseOutage:
         self.failures = 0  # failed probes of the current outage
         self._next_try = 0.0
         self._probing = False
+        self._failed_jobs: set[str] = set()
 
     @property
     def down(self) -> bool:
@@ -60,6 +63,7 @@ class DatabaseOutage:
         if self.down and not self._probing:
             return
         self._probing = False
+        self._failed_jobs.add(job)
         self.failures += 1
         delay = self.delay(self.failures)
         self._next_try = self._clock() + delay
@@ -71,11 +75,15 @@ class DatabaseOutage:
             delay,
         )
 
-    def succeeded(self) -> None:
-        if self.down:
-            log.info("worker: database available again after %d failed attempts", self.failures)
-        self.failures = 0
+    def succeeded(self, job: str) -> None:
         self._probing = False
+        if not self.down:
+            return
+        if job not in self._failed_jobs:
+            return  # it needed less of the database than what failed: the probe goes on
+        log.info("worker: database available again after %d failed attempts", self.failures)
+        self.failures = 0
+        self._failed_jobs.clear()
 
 
 _BY_DATABASE: weakref.WeakKeyDictionary[Any, DatabaseOutage] = weakref.WeakKeyDictionary()

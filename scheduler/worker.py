@@ -116,10 +116,10 @@ class _Runner:
                 if database_unavailable(exc):
                     self._outage.failed(self.name, exc)
                 else:
-                    self._outage.succeeded()  # it answered: the failure is another one
+                    self._outage.succeeded(self.name)  # it answered: the failure is another one
                     log.exception("worker: %s failed", self.name)
             else:
-                self._outage.succeeded()
+                self._outage.succeeded(self.name)
             finally:
                 self.running = False
 

@@ -133,7 +133,7 @@ def create_app(
     handed down (`Services`); `clock` is where every part of the process reads the time."""
     assets = settings.load_assets()
     build_check(settings)  # refuse a bad auth configuration now, not at the first request
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.database_busy_timeout_s)
     owns_ledger = ledger is None
     services = Services(
         settings=settings,

@@ -38,6 +38,15 @@ class BriefFormatter(logging.Formatter):
         return super().format(record)
 
 
+class SkippedRunFilter(logging.Filter):
+    """APScheduler warns at every tick that finds the previous run of a job still going; our
+    jobs run one at a time on purpose (`max_instances=1`), and while a database probe waits
+    out a lock that would be one line per tick."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 def log_config(level: str) -> dict[str, Any]:
     handler = {"class": "logging.StreamHandler", "formatter": "brief", "stream": "ext://sys.stderr"}
     return {
@@ -49,6 +58,7 @@ def log_config(level: str) -> dict[str, Any]:
                 "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
             }
         },
+        "filters": {"skipped_runs": {"()": SkippedRunFilter}},
         "handlers": {"default": handler},
         "loggers": {
             "anchorpay": {"handlers": ["default"], "level": level, "propagate": False},
@@ -56,6 +66,7 @@ def log_config(level: str) -> dict[str, Any]:
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
             "apscheduler": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "apscheduler.scheduler": {"level": "WARNING", "filters": ["skipped_runs"]},
         },
     }
 
@@ -146,7 +157,7 @@ async def _run_worker(
     stop = _stop_event()
     if is_sqlite(settings.database_url):
         await migrate.upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.database_busy_timeout_s)
     services = Services(
         settings=settings,
         assets=assets,

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
 
     # Storage.
     database_url: str = "sqlite+aiosqlite:///./data/anchorpay.db"
+    # How long a statement waits for another writer's lock (SQLite busy timeout, PostgreSQL
+    # lock_timeout) before it gives up and is answered "temporarily unavailable, retry".
+    database_busy_timeout_s: float = Field(30.0, gt=0, le=3600)
 
     # Network and custody.
     stellar_network: Literal["sandbox", "testnet", "pubnet"] = "sandbox"

@@ -62,6 +62,24 @@ async def test_api_key(client_factory: ClientFactory, settings_factory: Settings
         assert (await client.options("/")).status_code != 403
 
 
+async def test_non_ascii_api_key_header_is_refused_cleanly(
+    client_factory: ClientFactory, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory(
+        platform_server_auth_type="api_key", secret_platform_api_auth_secret=API_KEY
+    )
+    async with client_factory(settings) as client:
+        for raw in (
+            "é".encode() + API_KEY.encode(),
+            API_KEY.encode()[:-1] + b"\xff",
+            API_KEY.encode("latin-1") + b"\x80",
+            b"\xe2\x82\xac" * 12,
+        ):
+            assert_forbidden(await client.post("/", json=RPC, headers={"X-Api-Key": raw}))  # type: ignore[dict-item]
+        ok = await client.post("/", json=RPC, headers={"X-Api-Key": API_KEY.encode()})  # type: ignore[dict-item]
+        assert ok.status_code == 200
+
+
 async def test_api_key_custom_header(
     client_factory: ClientFactory, settings_factory: SettingsFactory
 ) -> None:
@@ -109,6 +127,12 @@ async def test_jwt_good_token(client_factory: ClientFactory, jwt_settings: Any) 
         f"Bearer {token(algorithm='HS384')}",  # a 39-byte key cannot verify HS384
         f"Bearer {jwt.encode({'exp': int(time.time()) + 30}, None, 'none')}",  # unsigned
         "Bearer not.a.jwt",
+        # exp, nbf and iat must be JSON numbers (PyJWT alone accepts a numeric string)
+        f"Bearer {token(exp=str(int(time.time()) + 60))}",
+        f"Bearer {token(nbf=str(int(time.time()) - 60))}",
+        f"Bearer {token(iat='yesterday')}",
+        f"Bearer {token(iat=True)}",
+        f"Bearer {token(exp={'at': 1})}",
     ],
 )
 async def test_jwt_refused(client_factory: ClientFactory, jwt_settings: Any, header: Any) -> None:
@@ -120,7 +144,7 @@ async def test_jwt_refused(client_factory: ClientFactory, jwt_settings: Any, hea
 async def test_jwt_long_secret_allows_hs512(
     client_factory: ClientFactory, settings_factory: SettingsFactory
 ) -> None:
-    secret = "s" * 64
+    secret = "hs512-secret-" + "0123456789abcdef" * 3 + "xyz"
     settings = settings_factory(
         platform_server_auth_type="jwt",
         secret_platform_api_auth_secret=secret,

@@ -1,8 +1,10 @@
 """Platform API authentication (spec/rpc.md §7), as an ASGI middleware.
 
-`PLATFORM_SERVER_AUTH_TYPE`: `none`, `api_key` (the header equals the secret; constant-time
-comparison) or `jwt` (HMAC-signed with the secret, `Bearer <token>`; `exp` is required, unlike
-the reference where a token without `exp` never expires; `nbf` honoured; zero clock skew).
+`PLATFORM_SERVER_AUTH_TYPE`: `none`, `api_key` (the header's raw bytes equal the secret's;
+constant-time comparison, so a non-ASCII header is simply refused) or `jwt` (HMAC-signed with
+the secret, `Bearer <token>`; `exp` is required, unlike the reference where a token without
+`exp` never expires; `exp`, `nbf` and `iat` must be JSON numbers; `nbf` honoured; zero clock
+skew).
 A failure is HTTP 403 with the reference's pretty-printed `{"error": "forbidden"}`. OPTIONS
 requests pass (CORS preflight). `/health` and the Fireblocks webhook (checked by its signature)
 are open. Under `/sandbox`, only what the composition root's `sandbox_open` predicate names is
@@ -27,6 +29,7 @@ FORBIDDEN_BODY = b'{\n  "error": "forbidden"\n}'
 OPEN_PATHS = ("/health", "/webhooks/fireblocks")  # the webhook is checked by its signature
 SANDBOX_PREFIX = "/sandbox"
 MIN_JWT_SECRET_BYTES = 32
+DATE_CLAIMS = ("exp", "nbf", "iat")
 
 Check = Callable[[Headers], bool]
 # (method, path below /sandbox) -> open without credentials; the sandbox decides, the
@@ -39,7 +42,8 @@ def _api_key_check(header: str, secret: bytes) -> Check:
         value = headers.get(header)
         if value is None:
             return False
-        return hmac.compare_digest(value.encode("utf-8", "surrogateescape"), secret)
+        # Starlette decodes header bytes as latin-1: encoding back gives the bytes as sent.
+        return hmac.compare_digest(value.encode("latin-1"), secret)
 
     return check
 
@@ -75,10 +79,15 @@ def _jwt_check(header: str, secret: bytes) -> Check:
         if len(words) < 2 or not words[1]:
             return False
         try:
-            jwt.decode(words[1], secret, algorithms=algorithms, options=options, leeway=0)  # type: ignore[arg-type]
+            claims = jwt.decode(words[1], secret, algorithms=algorithms, options=options, leeway=0)  # type: ignore[arg-type]
         except jwt.PyJWTError as exc:
             log.info("platform API token refused: %s", exc)
             return False
+        for claim in DATE_CLAIMS:  # PyJWT takes "exp": "9999999999" (a string) as a date
+            value = claims.get(claim)
+            if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                log.info("platform API token refused: %s is not a numeric date", claim)
+                return False
         return True
 
     return check

@@ -298,3 +298,45 @@ def test_no_secret_in_any_answer_or_log_line(served: tuple[str, Callable[[], str
     # so it is not counted; everything else must be free of every secret
     texts = [a.text + str(a.headers) for i, a in enumerate(answers) if i != 6]
     assert_secret_free(logs.replace(f"/transactions/{SEED}", "/transactions/<id>"), *texts)
+
+
+def test_sandbox_served_alone_follows_platform_auth(env: dict[str, str], tmp_path: Path) -> None:
+    """`anchorpay sandbox` with API key auth: the developer routes need the key, Horizon
+    does not."""
+    port = free_port()
+    env = {
+        **env,
+        "PLATFORM_SERVER_AUTH_TYPE": "api_key",
+        "SECRET_PLATFORM_API_AUTH_SECRET": API_KEY,
+        "CUSTODY_TYPE": "stellar",
+    }
+    log = tmp_path / "sandbox.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(ANCHORPAY), "sandbox", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}/sandbox"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/horizon/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        refused = httpx.post(f"{base}/accounts", json={"xlm": "10"})
+        assert (refused.status_code, refused.text) == (403, '{\n  "error": "forbidden"\n}')
+        assert httpx.get(f"{base}/distribution").status_code == 403
+        made = httpx.post(f"{base}/accounts", json={"xlm": "10"}, headers={"X-Api-Key": API_KEY})
+        assert made.status_code == 201
+        account = made.json()["account_id"]
+        assert httpx.get(f"{base}/horizon/accounts/{account}").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -1,15 +1,18 @@
 """The checks behind `settings.py`: each returns or raises one line a person can act on, and
 none quotes a secret's value (for a secret it says what is wrong: too short, not a seed, a
-key where a path belongs). Pure functions, no I/O but looking for an installed driver."""
+key where a path belongs), and `one_line` turns a validation error of the settings model
+into that line. Pure functions, no I/O but importing a database driver to see it is there."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 from stellar_sdk import StrKey
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -187,3 +190,77 @@ def asset_entry(where: str, entry: Any) -> None:
             raise CheckError(f"{where}: {key} must be true or false")
     if entry.get("distribution_account") is not None:
         stellar_account(f"{where}: distribution_account", entry["distribution_account"])
+
+
+# Never quoted in a message: their values are secrets (a database URL may hold a password).
+SECRET_FIELDS = frozenset(
+    {
+        "secret_platform_api_auth_secret",
+        "stellar_distribution_secret",
+        "stellar_channel_secrets",
+        "fireblocks_api_key",
+        "database_url",
+    }
+)
+_NUMBER_ERRORS = frozenset(
+    {
+        "int_parsing",
+        "int_from_float",
+        "int_type",
+        "float_parsing",
+        "float_type",
+        "finite_number",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+    }
+)
+
+
+def number_rule(field: str, fields: Mapping[str, FieldInfo]) -> str | None:
+    """What a numeric setting accepts, from its declaration: "a whole number from 1 to
+    65535", "a number of seconds above 0"."""
+    info = fields.get(field)
+    if info is None or info.annotation not in (int, float):
+        return None
+    low = high = None
+    low_word = ""
+    for rule in info.metadata:
+        if getattr(rule, "ge", None) is not None:
+            low, low_word = rule.ge, "at least"
+        if getattr(rule, "gt", None) is not None:
+            low, low_word = rule.gt, "above"
+        if getattr(rule, "le", None) is not None:
+            high = rule.le
+    kind = "a whole number" if info.annotation is int else "a number"
+    if field.endswith("_s"):
+        kind += " of seconds"
+    if low is not None and high is not None and low_word == "at least":
+        return f"{kind} from {low} to {high}"
+    parts = [kind]
+    if low is not None:
+        parts.append(f"{low_word} {low}")
+    if high is not None:
+        parts.append(f"{'and ' if low is not None else ''}at most {high}")
+    return " ".join(parts)
+
+
+def one_line(exc: ValidationError, fields: Mapping[str, FieldInfo]) -> str:
+    """The first error of the settings model as the line the CLI prints."""
+    err = exc.errors()[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, CheckError):
+        return str(cause)  # already one line naming the setting, no secret in it
+    field = str(err["loc"][0]) if err["loc"] else ""
+    name = ".".join(str(p) for p in err["loc"]).upper()
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if not name:
+        return msg
+    shown = "" if field in SECRET_FIELDS else f" (got {err['input']!r})"
+    if err["type"] == "literal_error":
+        return f"{name} must be {err['ctx']['expected']}{shown}"
+    rule = number_rule(field, fields)
+    if rule is not None and err["type"] in _NUMBER_ERRORS:
+        return f"{name} must be {rule}{shown}"
+    return f"{name}: {msg}{shown}"

@@ -169,9 +169,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, platform_server_host=args.host, platform_server_port=args.port)
     if not args.no_worker:
         check_custody(settings)
+    config = _configure_logging(settings)
     app = create_app(settings, run_worker=not args.no_worker)
     check_port(settings.platform_server_host, settings.platform_server_port)
-    config = _configure_logging(settings)
     uvicorn.run(
         app,
         host=settings.platform_server_host,

@@ -20,8 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from anchorpay.clock import SYSTEM
+from anchorpay.scheduler.outage import outage_of
 from anchorpay.services import JobServices
 from anchorpay.store import job_leases
+from anchorpay.store.unavailable import database_unavailable
 
 log = logging.getLogger("anchorpay.worker")
 
@@ -47,14 +49,22 @@ def one_worker_at_a_time(
     returns whether it ran (tests)."""
     ttl = lease_ttl(interval_s)
     now = clock or services.clock.now
+    outage = outage_of(services)  # shared with the payout runners: one backoff, one line
 
     async def run() -> bool:
+        if not outage.may_run():
+            return False
         try:
             async with services.sessions() as session, session.begin():
                 held = await job_leases.hold(session, name, owner, now(), ttl)
-        except Exception as exc:  # the database is busy or away: try again next run
-            log.warning("job %s: its lease could not be taken (%s); run skipped", name, exc)
+        except Exception as exc:
+            if database_unavailable(exc):
+                outage.failed(name, exc)
+            else:
+                outage.succeeded(name)
+                log.warning("job %s: its lease could not be taken (%s); run skipped", name, exc)
             return False
+        outage.succeeded(name)
         if held:
             await job()
         return held

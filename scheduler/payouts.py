@@ -55,6 +55,7 @@ from anchorpay.settings import Settings
 from anchorpay.store import payouts as store
 from anchorpay.store import transactions as tx_store
 from anchorpay.store.tables import PayoutRow
+from anchorpay.store.unavailable import database_unavailable, describe
 
 log = logging.getLogger("anchorpay.payouts")
 
@@ -156,7 +157,10 @@ class PayoutProcessor:
                 await self._resolve(row)
         except store.LeaseLost as exc:
             log.warning("payout %s: %s; leaving it to its new holder", row.id, exc)
-        except Exception:  # a bug or the database: keep the worker alive, retry later
+        except Exception as exc:  # a bug or the database: keep the worker alive, retry later
+            if database_unavailable(exc):  # recording it would fail too; the lease expires
+                log.warning("payout %s: database unavailable (%s)", row.id, describe(exc))
+                return
             log.exception("payout %s: unexpected error", row.id)
             try:
                 await self.retry(row, internal_error_text("the payout step"), kind="internal")

@@ -7,6 +7,8 @@ Both run with `max_instances=1` and `coalesce`; leases make several worker proce
 The scheduled jobs only kick a runner task that does the work, one run at a time; `wake()`
 kicks the dispatcher at once (an intent was just recorded) instead of at the next tick, and a
 kick during a run makes it go round once more, so nothing waits for the tick.
+A database that cannot serve closes the shared `DatabaseOutage` (scheduler/outage.py): runs
+are skipped but for one probe per backoff step, one log line each, not one per tick.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from anchorpay.clock import SYSTEM
 from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.leases import release_leases
+from anchorpay.scheduler.outage import DatabaseOutage, outage_of
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.services import JobServices
 from anchorpay.settings import ConfigError
+from anchorpay.store.unavailable import database_unavailable
 
 log = logging.getLogger("anchorpay.worker")
 
@@ -69,9 +73,12 @@ class _Runner:
     """Runs `job` whenever kicked, one run at a time; a kick during a run makes it run once
     more afterwards. APScheduler's ticks only kick, so its jobs never overlap or pile up."""
 
-    def __init__(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self, name: str, job: Callable[[], Awaitable[None]], outage: DatabaseOutage
+    ) -> None:
         self.name = name
         self._job = job
+        self._outage = outage
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.running = False
@@ -102,11 +109,19 @@ class _Runner:
         while True:
             await self._event.wait()
             self._event.clear()
+            if not self._outage.may_run():
+                continue  # the database is away: the next probe is due later
             self.running = True
             try:
                 await self._job()
-            except Exception:
-                log.exception("worker: %s failed", self.name)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    self._outage.failed(self.name, exc)
+                else:
+                    self._outage.succeeded(self.name)  # it answered: the failure is another one
+                    log.exception("worker: %s failed", self.name)
+            else:
+                self._outage.succeeded(self.name)
             finally:
                 self.running = False
 
@@ -140,8 +155,9 @@ class Worker:
             )
         self._optional_jobs = optional_jobs
         self._scheduler: AsyncIOScheduler | None = None
-        self._dispatcher = _Runner("payouts.dispatch", self.dispatch)
-        self._confirmer = _Runner("payouts.confirm", self.confirm)
+        self.outage = outage_of(services)
+        self._dispatcher = _Runner("payouts.dispatch", self.dispatch, self.outage)
+        self._confirmer = _Runner("payouts.confirm", self.confirm, self.outage)
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def __repr__(self) -> str:

@@ -29,7 +29,7 @@ from anchorpay.rpc.auth import PlatformAuth, build_check
 from anchorpay.rpc.endpoint import openrpc_route, rpc_route
 from anchorpay.rpc.registry import Registry
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
-from anchorpay.sandbox.app import Sandbox, sandbox_routes
+from anchorpay.sandbox.app import Sandbox, is_open_route, sandbox_routes
 from anchorpay.settings import Settings
 from anchorpay.store import migrate
 from anchorpay.store.db import create_engine, is_sqlite, session_factory
@@ -136,7 +136,7 @@ def create_app(
     handed down (`Services`); `clock` is where every part of the process reads the time."""
     assets = settings.load_assets()
     build_check(settings)  # refuse a bad auth configuration now, not at the first request
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.database_busy_timeout_s)
     owns_ledger = ledger is None
     services = Services(
         settings=settings,
@@ -204,7 +204,7 @@ def create_app(
         middleware=[
             Middleware(RequestIds),
             Middleware(CatchAll),
-            Middleware(PlatformAuth, settings=settings),
+            Middleware(PlatformAuth, settings=settings, sandbox_open=is_open_route),
             Middleware(RequestLimits, max_bytes=settings.max_request_bytes),
         ],
         lifespan=lifespan,

@@ -27,6 +27,15 @@ EXIT_CONFIG = 2
 log = logging.getLogger("anchorpay")
 
 
+class SkippedRunFilter(logging.Filter):
+    """APScheduler warns at every tick that finds the previous run of a job still going; our
+    jobs run one at a time on purpose (`max_instances=1`), and while a database probe waits
+    out a lock that would be one line per tick."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 def log_config(level: str, log_format: str = "auto") -> dict[str, Any]:
     handler = {"class": "logging.StreamHandler", "formatter": "brief", "stream": "ext://sys.stderr"}
     return {
@@ -36,6 +45,7 @@ def log_config(level: str, log_format: str = "auto") -> dict[str, Any]:
             # LOG_FORMAT: json, text, or auto (json unless stderr is a terminal).
             "brief": {"()": "anchorpay.logs.formatter_for", "log_format": log_format}
         },
+        "filters": {"skipped_runs": {"()": SkippedRunFilter}},
         "handlers": {"default": handler},
         "loggers": {
             "anchorpay": {"handlers": ["default"], "level": level, "propagate": False},
@@ -43,6 +53,7 @@ def log_config(level: str, log_format: str = "auto") -> dict[str, Any]:
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
             "apscheduler": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "apscheduler.scheduler": {"level": "WARNING", "filters": ["skipped_runs"]},
         },
     }
 
@@ -75,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the API server (and the worker)")
     serve.add_argument("--host", help="listen address (PLATFORM_SERVER_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
+    # Ports are checked with the settings (one line, exit 2), not by argparse's usage text.
+    serve.add_argument("--port", help="listen port (PLATFORM_SERVER_PORT)")
     serve.add_argument("--no-worker", action="store_true", help="serve the API only")
     worker = sub.add_parser("worker", parents=[common], help="run the worker without the API")
     worker.add_argument(
@@ -83,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
     sandbox = sub.add_parser("sandbox", parents=[common], help="serve the sandbox network alone")
-    sandbox.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
+    sandbox.add_argument("--port", help="listen port (PLATFORM_SERVER_PORT)")
     custody = sub.add_parser("custody", help="custody adapter tools")
     custody_sub = custody.add_subparsers(dest="custody_command", required=True)
     custody_sub.add_parser(
@@ -106,14 +118,61 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(args.env_file, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port that cannot be listened on now, in one line, before anything starts
+    (uvicorn would log a traceback-less error only after the worker had started)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise ConfigError(
+            f"PLATFORM_SERVER_HOST {host!r} is not an address or host name of this machine"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"PLATFORM_SERVER_PORT {port} is already in use on {host}: stop what "
+                    "listens there or choose another port (--port or PLATFORM_SERVER_PORT)"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise ConfigError(
+                    f"PLATFORM_SERVER_PORT {port} needs privileges on {host}: choose a port "
+                    "from 1024 to 65535"
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} (PLATFORM_SERVER_HOST, PLATFORM_SERVER_PORT): "
+                f"{exc.strerror}"
+            ) from None
+
+
+def check_custody(settings: Settings) -> None:
+    """The worker's signer needs its seeds now, not at the first payout (their format was
+    checked with the settings; here, that the distribution secret is there at all)."""
+    if settings.effective_custody_type == "stellar":
+        from anchorpay.adapters.stellar_signer import distribution_secret
+        from anchorpay.runtime import distribution_secret_default
+
+        distribution_secret(settings, distribution_secret_default(settings))
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anchorpay.app import create_app
 
     settings = _settings(args, platform_server_host=args.host, platform_server_port=args.port)
+    if not args.no_worker:
+        check_custody(settings)
     config = _configure_logging(settings)
     app = create_app(settings, run_worker=not args.no_worker)
+    check_port(settings.platform_server_host, settings.platform_server_port)
     uvicorn.run(
         app,
         host=settings.platform_server_host,
@@ -150,7 +209,7 @@ async def _run_worker(
     stop = _stop_event()
     if is_sqlite(settings.database_url):
         await migrate.upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.database_busy_timeout_s)
     services = Services(
         settings=settings,
         assets=assets,
@@ -173,6 +232,7 @@ async def _run_worker(
 
 def _worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    check_custody(settings)
     _configure_logging(settings)
     assets = settings.load_assets()
     fireblocks = None
@@ -219,10 +279,12 @@ def _sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anchorpay.app import build_sandbox
+    from anchorpay.rpc.auth import PlatformAuth
     from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
-    from anchorpay.sandbox.app import create_sandbox_app
+    from anchorpay.sandbox.app import create_sandbox_app, is_open_route
 
     settings = _settings(args, platform_server_port=args.port, stellar_network="sandbox")
+    check_port(settings.platform_server_host, settings.platform_server_port)
     config = _configure_logging(settings)
     assets = settings.load_assets()
     sandbox = build_sandbox(settings, assets)
@@ -236,8 +298,12 @@ def _sandbox(args: argparse.Namespace) -> int:
         fireblocks = build_sandbox_fireblocks(settings, sandbox, fb_config, standalone=True)
     print(f"sandbox distribution account: {sandbox.distribution_account}")
     print(f"sandbox distribution secret (sandbox only): {SANDBOX_DISTRIBUTION_SECRET}", flush=True)
+    # Served alone, the sandbox follows the platform auth settings like the embedded one.
+    app = PlatformAuth(
+        create_sandbox_app(sandbox, fireblocks), settings=settings, sandbox_open=is_open_route
+    )
     uvicorn.run(
-        create_sandbox_app(sandbox, fireblocks),
+        app,
         host=settings.platform_server_host,
         port=settings.platform_server_port,
         log_config=config,

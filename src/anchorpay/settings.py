@@ -3,7 +3,9 @@
 Precedence, highest first: process environment, the `dev.env` file (path from `--env-file`
 or `ANCHORPAY_ENV_FILE`), the `[settings]` tables of `config/*.toml`, then the defaults below.
 Every setting is listed in `dev.env.example`. Bad configuration raises `ConfigError` with one
-line a person can act on; the CLI prints it and exits with code 2.
+line a person can act on; the CLI prints it and exits with code 2. Every setting is checked
+here, before anything starts (`settings_checks.py`): a key of dev.env or of a `[settings]`
+table that is no setting is refused with the closest name; a secret's value is never quoted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from anchorpay import settings_checks as checks
 from anchorpay.domain.assets import Asset, AssetList
 
 DEFAULT_ENV_FILE = "dev.env"
@@ -70,6 +73,10 @@ class _TomlDefaults(PydanticBaseSettingsSource):
             table = _read_toml(path).get("settings", {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{path}: [settings] must be a table")
+            try:
+                checks.unknown_keys(table, settings_cls.model_fields, f"{path} [settings]")
+            except checks.CheckError as exc:
+                raise ConfigError(str(exc)) from None
             for key, value in table.items():
                 self._values[key.lower()] = value
 
@@ -92,7 +99,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", env_file_encoding="utf-8", frozen=True
+        case_sensitive=False,
+        extra="ignore",
+        env_file_encoding="utf-8",
+        frozen=True,
+        allow_inf_nan=False,  # "inf" seconds or "nan" bytes are no setting
     )
 
     # Platform API server and its authentication (spec/rpc.md §7).
@@ -108,6 +119,9 @@ class Settings(BaseSettings):
 
     # Storage.
     database_url: str = "sqlite+aiosqlite:///./data/anchorpay.db"
+    # How long a statement waits for another writer's lock (SQLite busy timeout, PostgreSQL
+    # lock_timeout) before it gives up and is answered "temporarily unavailable, retry".
+    database_busy_timeout_s: float = Field(30.0, gt=0, le=3600)
 
     # Network and custody.
     stellar_network: Literal["sandbox", "testnet", "pubnet"] = "sandbox"
@@ -164,6 +178,52 @@ class Settings(BaseSettings):
     # unless stderr is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        checks.database_url(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        return checks.log_level(value)
+
+    @field_validator("stellar_distribution_secret")
+    @classmethod
+    def _check_seed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            checks.secret_seed("STELLAR_DISTRIBUTION_SECRET", value.get_secret_value())
+        return value
+
+    @field_validator("stellar_channel_secrets")
+    @classmethod
+    def _check_channels(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            checks.channel_seeds("STELLAR_CHANNEL_SECRETS", value.get_secret_value())
+        return value
+
+    @field_validator(
+        "fireblocks_secret_key_file", "fireblocks_webhook_public_key_file", mode="before"
+    )
+    @classmethod
+    def _check_key_path(cls, value: Any, info: Any) -> Any:
+        if value is not None:
+            checks.key_file_path(str(info.field_name).upper(), value)
+        return value
+
+    @field_validator("horizon_url", "fireblocks_base_url", "fireblocks_webhook_jwks_url")
+    @classmethod
+    def _check_url(cls, value: str | None, info: Any) -> str | None:
+        checks.http_url(str(info.field_name).upper(), value)
+        return value
+
+    @field_validator("platform_api_key_header", "platform_api_jwt_header")
+    @classmethod
+    def _check_header(cls, value: str, info: Any) -> str:
+        checks.header_name(str(info.field_name).upper(), value)
+        return value
+
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
         secret = self.secret_platform_api_auth_secret
@@ -173,14 +233,7 @@ class Settings(BaseSettings):
                     "SECRET_PLATFORM_API_AUTH_SECRET is required when "
                     f"PLATFORM_SERVER_AUTH_TYPE={self.platform_server_auth_type}"
                 )
-            if (
-                self.platform_server_auth_type == "jwt"
-                and len(secret.get_secret_value().encode()) < 32
-            ):
-                raise ValueError(
-                    "SECRET_PLATFORM_API_AUTH_SECRET is too weak for jwt: "
-                    "it must be at least 32 bytes"
-                )
+            checks.auth_secret(self.platform_server_auth_type, secret.get_secret_value())
         return self
 
     @model_validator(mode="after")
@@ -279,10 +332,15 @@ def load_assets(path: Path) -> AssetList:
         raise ConfigError(f"assets file {path} has no [[assets]] entries")
     seen: set[str] = set()
     assets: list[Asset] = []
+    try:
+        checks.unknown_keys(data, ["assets"], f"assets file {path}", "an assets file table")
+        for n, entry in enumerate(entries, 1):
+            checks.asset_entry(f"assets file {path}: asset {n}", entry)
+            checks.asset_id(f"assets file {path}", entry.get("id"))
+    except checks.CheckError as exc:
+        raise ConfigError(str(exc)) from None
     for entry in entries:
         asset_id = str(entry.get("id", "")).strip()
-        if not asset_id.startswith(("stellar:", "iso4217:")):
-            raise ConfigError(f"assets file {path}: asset id {asset_id!r} is not a SEP-38 id")
         if asset_id in seen:
             raise ConfigError(f"assets file {path}: asset {asset_id} is listed twice")
         seen.add(asset_id)
@@ -313,17 +371,25 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
             raise ConfigError(f"env file {path} cannot be read: {exc.strerror}") from None
     env_arg = path if path.is_file() else None
     try:
+        if env_arg is not None:
+            _check_env_file_keys(env_arg)
         return Settings(_env_file=env_arg, **overrides)
+    except checks.CheckError as exc:
+        raise ConfigError(str(exc)) from None
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
 
 
+def _check_env_file_keys(path: Path) -> None:
+    """Every key of the env file is a setting: a misspelt one would be ignored silently."""
+    from dotenv import dotenv_values
+
+    try:
+        keys = list(dotenv_values(path, encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"env file {path} cannot be read: {exc}") from None
+    checks.unknown_keys(keys, Settings.model_fields, f"env file {path}")
+
+
 def _one_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    name = ".".join(str(p) for p in err["loc"]).upper()
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "literal_error":
-        return f"{name} must be {err['ctx']['expected']} (got {err['input']!r})"
-    if not name:
-        return msg
-    return f"{name}: {msg} (got {err['input']!r})"
+    return checks.one_line(exc, Settings.model_fields)

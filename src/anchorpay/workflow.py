@@ -33,6 +33,7 @@ from anchorpay.settings import Settings
 from anchorpay.store import ledger_hashes, payouts
 from anchorpay.store import transactions as repo
 from anchorpay.store.transactions import ConcurrentModification
+from anchorpay.store.unavailable import lost_race
 from anchorpay.trustline_reads import TrustlineReads
 
 if TYPE_CHECKING:  # the adapter package is imported only when Fireblocks is configured
@@ -232,8 +233,9 @@ async def _write(session: AsyncSession, tx: Transaction) -> Transaction:
         raise InternalError(str(exc)) from None
     except OperationalError as exc:
         # SQLite: a writer whose read snapshot went stale (another writer committed since)
-        # is refused with "database is locked": the same lost race as a version mismatch.
-        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+        # is refused at once with SQLITE_BUSY_SNAPSHOT: the same lost race as a version
+        # mismatch. A lock timeout (SQLITE_BUSY) is not: it is the database being unavailable.
+        if lost_race(exc):
             raise InternalError(str(ConcurrentModification(tx.id))) from None
         raise
 

@@ -443,7 +443,9 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (
             [],
             {"STELLAR_CHANNEL_SECRETS": "SNOTASECRET"},
-            "STELLAR_DISTRIBUTION_SECRET or STELLAR_CHANNEL_SECRETS is not a valid secret",
+            # refused with the settings, before reconcile reads it
+            "STELLAR_CHANNEL_SECRETS (entry 1) is not a valid Stellar secret seed "
+            "(56 characters starting with S)",
         ),
         (
             [],

@@ -280,7 +280,9 @@ async def test_a_forged_webhook_is_refused_and_changes_nothing(tmp_path: Path) -
 
 async def test_webhook_needs_no_platform_auth_but_a_signature(tmp_path: Path) -> None:
     async with fireblocks_app(
-        tmp_path, platform_server_auth_type="api_key", secret_platform_api_auth_secret="s" * 32
+        tmp_path,
+        platform_server_auth_type="api_key",
+        secret_platform_api_auth_secret="webhook-test-api-key-0123456789abcdef",
     ) as env:
         answer = await env.client.post("/webhooks/fireblocks", content=b"{}")
         assert answer.status_code == 401

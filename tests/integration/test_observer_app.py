@@ -166,10 +166,13 @@ async def test_unmatched_listing_needs_the_api_key(
     client_factory: ClientFactory, settings_factory: SettingsFactory
 ) -> None:
     settings = settings_factory(
-        platform_server_auth_type="api_key", secret_platform_api_auth_secret="k-123"
+        platform_server_auth_type="api_key",
+        secret_platform_api_auth_secret="observer-test-api-key-0123456789abcdef",
     )
     async with client_factory(settings) as client:
         assert (await client.get("/observer/unmatched")).status_code == 403
-        ok = await client.get("/observer/unmatched", headers={"X-Api-Key": "k-123"})
+        ok = await client.get(
+            "/observer/unmatched", headers={"X-Api-Key": "observer-test-api-key-0123456789abcdef"}
+        )
         assert ok.status_code == 200 and ok.json() == {"unmatched_payments": []}
         assert (await client.get("/health")).status_code == 200

@@ -9,7 +9,10 @@
   held to the content type.
 - `CatchAll`: an exception no route handled is logged with its traceback and a reference,
   and answered HTTP 500 `{"error": "internal error", "reference": "<id>"}` (never a
-  traceback). A last resort: routes answer their own errors.
+  traceback). A last resort: routes answer their own errors. The one place where REST routes
+  meet a database that cannot serve (locked, unreachable, read-only, full): HTTP 503 with
+  `Retry-After` and `{"error": "temporarily unavailable, retry", "reference": "<id>"}`, one
+  warning line without a traceback; the failed database transaction changed nothing.
 
 Both answer JSON `{"error": "<sentence>"}` like the REST routes.
 """
@@ -23,6 +26,13 @@ import uuid
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from anchorpay.store.unavailable import (
+    RETRY_AFTER_S,
+    RETRY_MESSAGE,
+    database_unavailable,
+    describe,
+)
+
 log = logging.getLogger("anchorpay.api")
 
 JSON_TYPE = "application/json"
@@ -31,7 +41,9 @@ SANDBOX_PREFIX = "/sandbox"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-async def _answer(send: Send, status: int, body: dict[str, str]) -> None:
+async def _answer(
+    send: Send, status: int, body: dict[str, str], headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     data = json.dumps(body).encode()
     await send(
         {
@@ -40,6 +52,7 @@ async def _answer(send: Send, status: int, body: dict[str, str]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
+                *headers,
             ],
         }
     )
@@ -136,8 +149,24 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, watched_send)
-        except Exception:
+        except Exception as exc:
             reference = uuid.uuid4().hex[:16]
+            if database_unavailable(exc):
+                log.warning(
+                    "%s %s: database unavailable (%s), reference %s; answered 503",
+                    scope.get("method"),
+                    scope.get("path"),
+                    describe(exc),
+                    reference,
+                )
+                if not started:
+                    await _answer(
+                        send,
+                        503,
+                        {"error": RETRY_MESSAGE, "reference": reference},
+                        ((b"retry-after", str(RETRY_AFTER_S).encode()),),
+                    )
+                return
             log.exception(
                 "unexpected error on %s %s, reference %s",
                 scope.get("method"),

@@ -1,11 +1,14 @@
 """Platform API authentication (spec/rpc.md §7), as an ASGI middleware.
 
-`PLATFORM_SERVER_AUTH_TYPE`: `none`, `api_key` (the header equals the secret; constant-time
-comparison) or `jwt` (HMAC-signed with the secret, `Bearer <token>`; `exp` is required, unlike
-the reference where a token without `exp` never expires; `nbf` honoured; zero clock skew).
+`PLATFORM_SERVER_AUTH_TYPE`: `none`, `api_key` (the header's raw bytes equal the secret's;
+constant-time comparison, so a non-ASCII header is simply refused) or `jwt` (HMAC-signed with
+the secret, `Bearer <token>`; `exp` is required, unlike the reference where a token without
+`exp` never expires; `exp`, `nbf` and `iat` must be JSON numbers; `nbf` honoured; zero clock
+skew).
 A failure is HTTP 403 with the reference's pretty-printed `{"error": "forbidden"}`. OPTIONS
-requests pass (CORS preflight). `/health`, the sandbox and the Fireblocks webhook (checked by
-its signature) are open.
+requests pass (CORS preflight). `/health` and the Fireblocks webhook (checked by its signature)
+are open. Under `/sandbox`, only what the composition root's `sandbox_open` predicate names is
+open (the Horizon surface, the sandbox Fireblocks API); without one, all of it is protected.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ log = logging.getLogger("anchorpay.auth")
 FORBIDDEN_BODY = b'{\n  "error": "forbidden"\n}'
 # The webhook is checked by its signature; the OpenRPC document describes the API, no data.
 OPEN_PATHS = ("/health", "/webhooks/fireblocks", "/openrpc.json")
-OPEN_PREFIXES = ("/sandbox",)
+SANDBOX_PREFIX = "/sandbox"
 MIN_JWT_SECRET_BYTES = 32
+DATE_CLAIMS = ("exp", "nbf", "iat")
 
 Check = Callable[[Headers], bool]
+# (method, path below /sandbox) -> open without credentials; the sandbox decides, the
+# composition root hands it over (rpc must not import the sandbox).
+SandboxOpen = Callable[[str, str], bool]
 
 
 def _api_key_check(header: str, secret: bytes) -> Check:
@@ -36,7 +43,8 @@ def _api_key_check(header: str, secret: bytes) -> Check:
         value = headers.get(header)
         if value is None:
             return False
-        return hmac.compare_digest(value.encode("utf-8", "surrogateescape"), secret)
+        # Starlette decodes header bytes as latin-1: encoding back gives the bytes as sent.
+        return hmac.compare_digest(value.encode("latin-1"), secret)
 
     return check
 
@@ -72,10 +80,15 @@ def _jwt_check(header: str, secret: bytes) -> Check:
         if len(words) < 2 or not words[1]:
             return False
         try:
-            jwt.decode(words[1], secret, algorithms=algorithms, options=options, leeway=0)  # type: ignore[arg-type]
+            claims = jwt.decode(words[1], secret, algorithms=algorithms, options=options, leeway=0)  # type: ignore[arg-type]
         except jwt.PyJWTError as exc:
             log.info("platform API token refused: %s", exc)
             return False
+        for claim in DATE_CLAIMS:  # PyJWT takes "exp": "9999999999" (a string) as a date
+            value = claims.get(claim)
+            if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                log.info("platform API token refused: %s is not a numeric date", claim)
+                return False
         return True
 
     return check
@@ -102,25 +115,31 @@ def build_check(settings: Settings) -> Check | None:
     return _jwt_check(settings.platform_api_jwt_header, secret)
 
 
-def is_protected(path: str) -> bool:
+def is_protected(method: str, path: str, sandbox_open: SandboxOpen | None = None) -> bool:
     if path in OPEN_PATHS:
         return False
-    return not any(path == p or path.startswith(p + "/") for p in OPEN_PREFIXES)
+    if path == SANDBOX_PREFIX or path.startswith(SANDBOX_PREFIX + "/"):
+        rest = path[len(SANDBOX_PREFIX) :]
+        return sandbox_open is None or not sandbox_open(method, rest)
+    return True
 
 
 class PlatformAuth:
     """Refuses unauthenticated requests before any route runs."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, sandbox_open: SandboxOpen | None = None
+    ) -> None:
         self.app = app
         self.check = build_check(settings)
+        self.sandbox_open = sandbox_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self.check is None
             or scope["type"] != "http"
             or scope["method"] == "OPTIONS"
-            or not is_protected(scope["path"])
+            or not is_protected(scope["method"], scope["path"], self.sandbox_open)
             or self.check(Headers(scope=scope))
         ):
             await self.app(scope, receive, send)

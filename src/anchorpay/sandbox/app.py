@@ -32,6 +32,24 @@ def sandbox_routes(
     return [*routes, *dev_routes(sandbox)]
 
 
+# Open to anyone, as on a real network: the Horizon surface, the Fireblocks API (checked by
+# its own RS256 JWT) and its webhook keys. Reads that reveal no secret stay open too.
+_OPEN_PREFIXES = ("/horizon", "/fireblocks/v1")
+_OPEN_READS = frozenset(
+    {"/stats", "/fireblocks/state", "/fireblocks/webhooks", "/fireblocks/.well-known/jwks.json"}
+)
+
+
+def is_open_route(method: str, path: str) -> bool:
+    """Whether a request (path relative to the /sandbox mount) needs no platform credentials.
+    Every developer route that changes the network or reveals a secret (accounts and their
+    keys, the distribution secret, faults, ledger closing, Fireblocks API keys and webhook
+    URL) is not open: with platform auth on, it takes the API's credentials."""
+    if any(path == p or path.startswith(p + "/") for p in _OPEN_PREFIXES):
+        return True
+    return method in ("GET", "HEAD") and path in _OPEN_READS
+
+
 def create_sandbox_app(sandbox: Sandbox, fireblocks: FireblocksSandbox | None = None) -> Starlette:
     """The sandbox alone, so the ledger outlives worker processes that tests kill."""
 
@@ -54,4 +72,11 @@ def create_sandbox_app(sandbox: Sandbox, fireblocks: FireblocksSandbox | None = 
     return app
 
 
-__all__ = ["Sandbox", "SubmitAnswer", "TimedOut", "create_sandbox_app", "sandbox_routes"]
+__all__ = [
+    "Sandbox",
+    "SubmitAnswer",
+    "TimedOut",
+    "create_sandbox_app",
+    "is_open_route",
+    "sandbox_routes",
+]

@@ -16,23 +16,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, busy_timeout_s: float = 30.0) -> AsyncEngine:
+    """`busy_timeout_s`: how long a statement waits for another writer's lock before it fails
+    (SQLite SQLITE_BUSY, PostgreSQL lock_timeout), answered "temporarily unavailable, retry"."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_s})
+        busy_ms = int(busy_timeout_s * 1000)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    # PostgreSQL: the same bound on waiting for a lock (lock_timeout, SQLSTATE 55P03).
+    lock_ms = str(int(busy_timeout_s * 1000))
+    return create_async_engine(
+        url, pool_pre_ping=True, connect_args={"server_settings": {"lock_timeout": lock_ms}}
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

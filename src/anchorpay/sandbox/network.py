@@ -137,6 +137,18 @@ class Sandbox:
         except TimeoutError:
             return TimedOut(outcome.hash)  # still queued: it may apply later, like on Horizon
 
+    def submit_async(self, envelope_xdr: str) -> tuple[str, Rejected | Queued | TxRecord]:
+        """stellar-core's verdict without waiting for a ledger: PENDING (queued now),
+        DUPLICATE (already queued) or ERROR (refused; an applied hash has used its sequence
+        number, so core answers tx_bad_seq for it)."""
+        before = len(self.ledger.queue)
+        outcome = self.ledger.submit(envelope_xdr)
+        if isinstance(outcome, Queued):
+            return ("PENDING" if len(self.ledger.queue) > before else "DUPLICATE"), outcome
+        if isinstance(outcome, TxRecord):
+            return "ERROR", Rejected(outcome.hash, envelope_xdr, "tx_bad_seq")
+        return "ERROR", outcome
+
     async def close_ledger(self) -> LedgerHeader:
         """Close a ledger now and answer the submissions it decided."""
         closed = self.ledger.close()

@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
     sandbox = sub.add_parser("sandbox", parents=[common], help="serve the sandbox network alone")
     sandbox.add_argument("--port", type=int, help="listen port (PLATFORM_SERVER_PORT)")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command")
+    sandbox_pay = sandbox_sub.add_parser(
+        "pay", parents=[common], help="sign and submit a payment from a sandbox account"
+    )
+    from anchorpay.sandbox_commands import add_pay_arguments
+
+    add_pay_arguments(sandbox_pay)
     custody = sub.add_parser("custody", help="custody adapter tools")
     custody_sub = custody.add_subparsers(dest="custody_command", required=True)
     custody_sub.add_parser(
@@ -193,6 +200,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.sandbox_command == "pay":
+        from anchorpay import sandbox_commands
+
+        return sandbox_commands.pay(args, _settings(args))
     import uvicorn
 
     from anchorpay.app import build_sandbox

@@ -27,6 +27,7 @@ from anchorpay.sandbox.state import (
     asset_issuer,
     is_credit_asset_id,
 )
+from anchorpay.sandbox.wallet import PaymentRequest, sign_payment
 
 log = logging.getLogger("anchorpay.sandbox")
 
@@ -66,6 +67,9 @@ class Sandbox:
         # count ledger reads: counters["GET /accounts/{id}"]["G…"].
         self.counters: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.distribution = Keypair.from_secret(distribution_secret)
+        # The secrets of the accounts this sandbox made (sandbox-only keys): `POST
+        # /sandbox/payments` may name the payer by its account id alone.
+        self.keys: dict[str, str] = {self.distribution_account: distribution_secret}
         self._waiters: dict[str, asyncio.Future[SubmitAnswer]] = {}
         self._task: asyncio.Task[None] | None = None
         self._genesis()
@@ -98,7 +102,27 @@ class Sandbox:
         self.ledger.create_account(keypair.public_key, xlm)
         for asset_id in trust:
             self.ledger.add_trustline(keypair.public_key, asset_id)
+        self.keys[keypair.public_key] = keypair.secret
         return keypair
+
+    async def pay(self, request: PaymentRequest, wait: bool = True) -> SubmitAnswer | Queued:
+        """Sign the payment with the payer's next sequence number and submit it like any
+        envelope: waiting for its ledger (Horizon's POST /transactions), or only queued."""
+        payer = request.source.public_key
+        account = self.ledger.accounts.get(payer)
+        if account is None:
+            return Rejected(None, "", "tx_no_source_account")
+        ahead = sum(1 for pending in self.ledger.queue if pending.source == payer)
+        now = int(self.ledger.clock().timestamp())
+        # No await between reading the sequence number and queueing: two payments from one
+        # payer cannot take the same number.
+        xdr = sign_payment(request, account.sequence + ahead, self.network_passphrase, now)
+        if wait:
+            return await self.submit(xdr)
+        outcome = self.ledger.submit(xdr)
+        return (
+            Rejected(outcome.hash, xdr, "tx_bad_seq") if isinstance(outcome, TxRecord) else outcome
+        )
 
     def count(self, route: str, key: str = "") -> None:
         self.counters[route][key] += 1

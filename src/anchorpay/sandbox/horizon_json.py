@@ -81,7 +81,9 @@ def _link(href: str, templated: bool = False) -> Json:
     return {"href": href, "templated": True} if templated else {"href": href}
 
 
-def root(latest: LedgerHeader, passphrase: str, base: str) -> Json:
+def root(latest: LedgerHeader, passphrase: str, base: str, network_id: str) -> Json:
+    """Horizon's root, plus `network_id`: the genesis ledger's hash (also at /ledgers/1), the
+    sandbox network's identity, which a wiped or replaced sandbox does not share."""
     return {
         "_links": {
             "account": _link(f"{base}/accounts/{{account_id}}", True),
@@ -104,6 +106,7 @@ def root(latest: LedgerHeader, passphrase: str, base: str) -> Json:
         "history_elder_ledger": 1,
         "core_latest_ledger": latest.sequence,
         "network_passphrase": passphrase,
+        "network_id": network_id,
         "current_protocol_version": PROTOCOL_VERSION,
         "supported_protocol_version": PROTOCOL_VERSION,
         "core_supported_protocol_version": PROTOCOL_VERSION,

@@ -104,7 +104,8 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
         return _json(hj.page(rendered, str(request.url).split("?")[0], query))
 
     async def root(request: Request) -> Response:
-        return _json(hj.root(ledger.latest, sandbox.network_passphrase, _base(request)))
+        latest, passphrase = ledger.latest, sandbox.network_passphrase
+        return _json(hj.root(latest, passphrase, _base(request), ledger.network_id))
 
     async def ledgers(request: Request) -> Response:
         p = _paging(request)

@@ -19,6 +19,7 @@ from anchorpay.domain.assets import AssetList
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET, SANDBOX_NETWORK_PASSPHRASE
 from anchorpay.sandbox.faults import Faults
 from anchorpay.sandbox.ledger import SandboxLedger
+from anchorpay.sandbox.persist import MEMORY, LedgerFile
 from anchorpay.sandbox.state import (
     LedgerHeader,
     Queued,
@@ -56,12 +57,16 @@ class Sandbox:
         ledger_close_s: float | None = 5.0,
         clock: Callable[[], datetime] | None = None,
         submit_timeout_s: float = 30.0,
+        state: str = MEMORY,
     ) -> None:
         self.assets = assets
         self.network_passphrase = network_passphrase
         self.ledger_close_s = ledger_close_s
         self.submit_timeout_s = submit_timeout_s
-        self.ledger = SandboxLedger(network_passphrase, clock)
+        # SANDBOX_STATE: a file keeps the network across restarts; `:memory:` starts anew.
+        self.state = state
+        store = None if state == MEMORY else LedgerFile(state)
+        self.ledger = SandboxLedger(network_passphrase, clock, store)
         self.faults = Faults()
         # Requests per route and per account ("" when the route names none), for tests that
         # count ledger reads: counters["GET /accounts/{id}"]["G…"].
@@ -69,10 +74,19 @@ class Sandbox:
         self.distribution = Keypair.from_secret(distribution_secret)
         # The secrets of the accounts this sandbox made (sandbox-only keys): `POST
         # /sandbox/payments` may name the payer by its account id alone.
-        self.keys: dict[str, str] = {self.distribution_account: distribution_secret}
+        self.keys = self.ledger.keys
+        self.keys[self.distribution_account] = distribution_secret
         self._waiters: dict[str, asyncio.Future[SubmitAnswer]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._genesis()
+        if self.ledger.fresh:
+            self._genesis()
+        else:
+            log.info(
+                "sandbox: continuing network %s at ledger %d from %s",
+                self.ledger.network_id[:12],
+                self.ledger.latest.sequence,
+                state,
+            )
 
     @property
     def distribution_account(self) -> str:
@@ -102,7 +116,7 @@ class Sandbox:
         self.ledger.create_account(keypair.public_key, xlm)
         for asset_id in trust:
             self.ledger.add_trustline(keypair.public_key, asset_id)
-        self.keys[keypair.public_key] = keypair.secret
+        self.ledger.remember_key(keypair.public_key, keypair.secret)
         return keypair
 
     async def pay(self, request: PaymentRequest, wait: bool = True) -> SubmitAnswer | Queued:
@@ -203,6 +217,12 @@ class Sandbox:
     async def start(self) -> None:
         if self.ledger_close_s is not None and self._task is None:
             self._task = asyncio.create_task(self._close_every(self.ledger_close_s))
+
+    def close_state(self) -> None:
+        """Close the state file (a process that ends without it loses nothing: every change
+        is committed as it happens)."""
+        if self.ledger.store is not None:
+            self.ledger.store.close()
 
     async def stop(self) -> None:
         task, self._task = self._task, None

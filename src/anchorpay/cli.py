@@ -115,11 +115,12 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from anchorpay.app import create_app
+    from anchorpay.app import create_app, preflight
 
     settings = _settings(args, platform_server_host=args.host, platform_server_port=args.port)
     config = _configure_logging(settings)
     app = create_app(settings, run_worker=not args.no_worker)
+    asyncio.run(preflight(settings, app.state.sandbox))  # another network: one line, exit 2
     uvicorn.run(
         app,
         host=settings.platform_server_host,
@@ -143,16 +144,14 @@ def _stop_event() -> asyncio.Event:
 async def _run_worker(
     settings: Settings, assets: AssetList, fireblocks: FireblocksConfig | None
 ) -> None:
-    from anchorpay.app import default_ledger
+    from anchorpay.app import default_ledger, preflight
     from anchorpay.runtime import distribution_secret_default
     from anchorpay.scheduler.worker import Worker
-    from anchorpay.store import migrate
-    from anchorpay.store.db import create_engine, is_sqlite, session_factory
+    from anchorpay.store.db import create_engine, session_factory
     from anchorpay.workflow import Services
 
     stop = _stop_event()
-    if is_sqlite(settings.database_url):
-        await migrate.upgrade(settings.database_url)
+    await preflight(settings, None)  # migrates SQLite; another network: one line, exit 2
     engine = create_engine(settings.database_url)
     services = Services(
         settings=settings,

@@ -1,0 +1,75 @@
+"""`ledger_network`: which Stellar network this database's ledger cursors and payouts belong
+to (Alembic revision 0009_network_identity): the network passphrase and, when Horizon has it,
+the genesis ledger's hash. One row, written at the first start and compared at every start.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, delete, func, select
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.store.observer_tables import ObserverCursorRow, ObserverStateRow
+from anchorpay.store.tables import TransactionRow
+from anchorpay.store.types import UTCDateTime
+
+# Cursors that are not ledger paging tokens (a custodian's own listing) survive a reset.
+CUSTODIAN_CURSOR_PREFIX = "fireblocks:"
+
+
+class LedgerNetworkRow(SQLModel, table=True):
+    __tablename__ = "ledger_network"
+
+    id: int = Field(default=1, primary_key=True)
+    passphrase: str = Field(max_length=128)
+    genesis_hash: str | None = Field(default=None, max_length=64)
+    network_created_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+async def get(session: AsyncSession) -> LedgerNetworkRow | None:
+    return await session.get(LedgerNetworkRow, 1)
+
+
+async def record(
+    session: AsyncSession,
+    passphrase: str,
+    genesis_hash: str | None,
+    created_at: datetime | None,
+    now: datetime,
+) -> None:
+    row = await get(session) or LedgerNetworkRow(id=1, passphrase=passphrase, recorded_at=now)
+    row.passphrase, row.genesis_hash = passphrase, genesis_hash
+    row.network_created_at, row.recorded_at = created_at, now
+    session.add(row)
+    await session.flush()
+
+
+async def first_transaction_at(session: AsyncSession) -> datetime | None:
+    """When the oldest transaction of this database was created (None without any)."""
+    started = TransactionRow.__table__.c.started_at  # type: ignore[attr-defined]
+    result = await session.execute(select(func.min(started)))
+    value: datetime | None = result.scalar()
+    return value
+
+
+async def observed_ledger(session: AsyncSession) -> int | None:
+    """The last ledger the payment observer was caught up with."""
+    row = await session.get(ObserverStateRow, 1)
+    return row.last_ledger if row is not None else None
+
+
+async def forget(session: AsyncSession) -> int:
+    """Forget the network: its identity, the observer's ledger cursors and caught-up state.
+    Answers how many cursors were dropped. Transactions and payouts are kept."""
+    cursors = ObserverCursorRow.__table__  # type: ignore[attr-defined]
+    dropped = await session.execute(
+        delete(cursors).where(~cursors.c.account.startswith(CUSTODIAN_CURSOR_PREFIX))
+    )
+    await session.execute(delete(ObserverStateRow.__table__))  # type: ignore[attr-defined]
+    await session.execute(delete(LedgerNetworkRow.__table__))  # type: ignore[attr-defined]
+    return int(dropped.rowcount or 0)  # type: ignore[attr-defined]

@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     from anchorpay.sandbox_commands import add_pay_arguments
 
     add_pay_arguments(sandbox_pay)
+    sandbox_sub.add_parser(
+        "reset",
+        parents=[common],
+        help="start over on a new sandbox network (keeps transactions, forgets ledger cursors)",
+    )
     custody = sub.add_parser("custody", help="custody adapter tools")
     custody_sub = custody.add_subparsers(dest="custody_command", required=True)
     custody_sub.add_parser(
@@ -203,6 +208,10 @@ def _sandbox(args: argparse.Namespace) -> int:
         from anchorpay import sandbox_commands
 
         return sandbox_commands.pay(args, _settings(args))
+    if args.sandbox_command == "reset":
+        from anchorpay import sandbox_commands
+
+        return sandbox_commands.reset(_settings(args))
     import uvicorn
 
     from anchorpay.app import build_sandbox

@@ -60,3 +60,43 @@ def pay(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(answer["hash"])
     return 0
+
+
+def reset(settings: Settings) -> int:
+    """Start over on a new sandbox network, asking nothing: remove the sandbox state file and
+    make the database forget the old network (its identity, the observer's ledger cursors).
+    Transactions and payouts are kept. Run it with anchorpay stopped."""
+    import asyncio
+    from pathlib import Path
+
+    from anchorpay.clock import SYSTEM
+    from anchorpay.store import ledger_network, migrate
+    from anchorpay.store.db import create_engine, session_factory
+
+    path = settings.sandbox_state_path()
+    removed = False
+    if path != ":memory:":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            found = Path(path + suffix)
+            if found.exists():
+                found.unlink()
+                removed = removed or suffix == ""
+
+    async def forget() -> int:
+        engine = create_engine(settings.database_url)  # creates SQLite's folder
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                passphrase = settings.network_passphrase
+                return await ledger_network.forget(session, passphrase, SYSTEM.now())
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create_engine(settings.database_url).dispose())
+    migrate.upgrade_sync(settings.database_url)
+    cursors = asyncio.run(forget())
+    state = f"removed {path}" if removed else f"no sandbox state at {path}"
+    print(
+        f"anchorpay: sandbox reset: {state}; the database forgot the old network and "
+        f"{cursors} ledger cursor(s); the next start begins a new sandbox network"
+    )
+    return 0

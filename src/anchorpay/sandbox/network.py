@@ -80,13 +80,6 @@ class Sandbox:
         self._task: asyncio.Task[None] | None = None
         if self.ledger.fresh:
             self._genesis()
-        else:
-            log.info(
-                "sandbox: continuing network %s at ledger %d from %s",
-                self.ledger.network_id[:12],
-                self.ledger.latest.sequence,
-                state,
-            )
 
     @property
     def distribution_account(self) -> str:
@@ -215,6 +208,12 @@ class Sandbox:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        log.info(
+            "sandbox: network %s at ledger %d (%s)",
+            self.ledger.network_id[:12],
+            self.ledger.latest.sequence,
+            "new" if self.ledger.fresh else f"continued from {self.state}",
+        )
         if self.ledger_close_s is not None and self._task is None:
             self._task = asyncio.create_task(self._close_every(self.ledger_close_s))
 

@@ -63,13 +63,15 @@ async def observed_ledger(session: AsyncSession) -> int | None:
     return row.last_ledger if row is not None else None
 
 
-async def forget(session: AsyncSession) -> int:
-    """Forget the network: its identity, the observer's ledger cursors and caught-up state.
-    Answers how many cursors were dropped. Transactions and payouts are kept."""
+async def forget(session: AsyncSession, passphrase: str, now: datetime) -> int:
+    """Forget the network: its identity, the observer's ledger cursors and caught-up state,
+    and accept the next network of `passphrase` whatever its genesis (the row stays, without
+    a genesis hash, so older transactions do not count against the new network). Answers how
+    many cursors were dropped. Transactions and payouts are kept."""
     cursors = ObserverCursorRow.__table__  # type: ignore[attr-defined]
     dropped = await session.execute(
         delete(cursors).where(~cursors.c.account.startswith(CUSTODIAN_CURSOR_PREFIX))
     )
     await session.execute(delete(ObserverStateRow.__table__))  # type: ignore[attr-defined]
-    await session.execute(delete(LedgerNetworkRow.__table__))  # type: ignore[attr-defined]
+    await record(session, passphrase, None, None, now)
     return int(dropped.rowcount or 0)  # type: ignore[attr-defined]

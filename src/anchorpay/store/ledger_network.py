@@ -52,8 +52,8 @@ async def record(
 async def first_transaction_at(session: AsyncSession) -> datetime | None:
     """When the oldest transaction of this database was created (None without any)."""
     started = TransactionRow.__table__.c.started_at  # type: ignore[attr-defined]
-    result = await session.execute(select(func.min(started)))
-    value: datetime | None = result.scalar()
+    conn = await session.connection()
+    value: datetime | None = (await conn.execute(select(func.min(started)))).scalar()
     return value
 
 
@@ -69,9 +69,10 @@ async def forget(session: AsyncSession, passphrase: str, now: datetime) -> int:
     a genesis hash, so older transactions do not count against the new network). Answers how
     many cursors were dropped. Transactions and payouts are kept."""
     cursors = ObserverCursorRow.__table__  # type: ignore[attr-defined]
-    dropped = await session.execute(
+    conn = await session.connection()
+    dropped = await conn.execute(
         delete(cursors).where(~cursors.c.account.startswith(CUSTODIAN_CURSOR_PREFIX))
     )
-    await session.execute(delete(ObserverStateRow.__table__))  # type: ignore[attr-defined]
+    await conn.execute(delete(ObserverStateRow.__table__))  # type: ignore[attr-defined]
     await record(session, passphrase, None, None, now)
-    return int(dropped.rowcount or 0)  # type: ignore[attr-defined]
+    return int(dropped.rowcount or 0)

@@ -226,6 +226,8 @@ async def test_failed_transactions_only_with_include_failed(net: Net) -> None:
         assert records(await net.sync(plain.call)) == []
         failed = records(await net.sync(with_failed.call))
         assert [(t["hash"], t["successful"]) for t in failed] == [(extras["hash"], False)]
+        assert records(await net.sync(with_failed.prev)) == []  # the link keeps the filter
+        assert "include_failed=true" in with_failed.next_href
 
 
 async def test_errors_are_horizon_problems(net: Net) -> None:

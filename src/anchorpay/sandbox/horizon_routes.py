@@ -81,6 +81,16 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
     def not_found() -> JSONResponse:
         return _json(hj.problem(404), 404)
 
+    def page_query(request: Request, params: dict[str, Any]) -> dict[str, str]:
+        """The query the page's `_links` repeat (filters included, so `next` keeps them)."""
+        query = {"limit": str(params["limit"]), "order": params["order"]}
+        if params["cursor"]:
+            query["cursor"] = params["cursor"]
+        for name in ("include_failed", "join"):
+            if request.query_params.get(name):
+                query[name] = request.query_params[name]
+        return query
+
     def op_page(request: Request, records: list[OpRecord], params: dict[str, Any]) -> Response:
         base = _base(request)
         joined = request.query_params.get("join") == "transactions"
@@ -88,19 +98,12 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
             hj.operation(op, base, ledger.transactions.get(op.tx_hash) if joined else None)
             for op in records
         ]
-        query = {"limit": str(params["limit"]), "order": params["order"]}
-        if params["cursor"]:
-            query["cursor"] = params["cursor"]
-        if joined:
-            query["join"] = "transactions"
+        query = page_query(request, params)
         return _json(hj.page(rendered, str(request.url).split("?")[0], query))
 
     def tx_page(request: Request, records: list[TxRecord], params: dict[str, Any]) -> Response:
-        base = _base(request)
-        query = {"limit": str(params["limit"]), "order": params["order"]}
-        if params["cursor"]:
-            query["cursor"] = params["cursor"]
-        rendered = [hj.transaction(t, base) for t in records]
+        rendered = [hj.transaction(t, _base(request)) for t in records]
+        query = page_query(request, params)
         return _json(hj.page(rendered, str(request.url).split("?")[0], query))
 
     async def root(request: Request) -> Response:

@@ -5,6 +5,7 @@ ledger behind what the observer processed refused at each run and reported by /h
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,3 +114,10 @@ async def test_the_observer_refuses_a_ledger_behind_it_and_health_says_so(
     health = await app_client.get("/health")
     assert health.status_code == 503
     assert health.json()["observer"]["status"] == "network_changed"
+
+
+async def test_processes_starting_together_both_record_the_network(sessions: Sessions) -> None:
+    await asyncio.gather(*(check(sessions, NET_A, SOURCE, T0) for _ in range(3)))
+    async with sessions() as session:
+        row = await ledger_network.get(session)
+    assert row is not None and row.genesis_hash == "a" * 64

@@ -11,6 +11,7 @@ from sqlalchemy import Column, delete, func, select
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.store.db import insert_once
 from anchorpay.store.observer_tables import ObserverCursorRow, ObserverStateRow
 from anchorpay.store.tables import TransactionRow
 from anchorpay.store.types import UTCDateTime
@@ -42,7 +43,12 @@ async def record(
     created_at: datetime | None,
     now: datetime,
 ) -> None:
-    row = await get(session) or LedgerNetworkRow(id=1, passphrase=passphrase, recorded_at=now)
+    # Several processes may start on a new database at once: ON CONFLICT DO NOTHING, then
+    # update the row whoever created it.
+    table = LedgerNetworkRow.__table__  # type: ignore[attr-defined]
+    await insert_once(session, table, {"id": 1, "passphrase": passphrase, "recorded_at": now})
+    row = await session.get(LedgerNetworkRow, 1, populate_existing=True)
+    assert row is not None
     row.passphrase, row.genesis_hash = passphrase, genesis_hash
     row.network_created_at, row.recorded_at = created_at, now
     session.add(row)

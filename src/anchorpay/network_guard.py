@@ -58,7 +58,7 @@ async def check(
     """Record `current` when the database follows no network yet; raise NetworkChanged when
     it follows another one. `source` names the ledger in the message ("the sandbox (state
     ./data/sandbox.db)", "Horizon at …")."""
-    async with sessions() as session, session.begin():
+    async with sessions() as session:  # read only: a refusal writes nothing
         stored = await store.get(session)
         if stored is not None and stored.passphrase != current.passphrase:
             raise NetworkChanged(
@@ -84,7 +84,11 @@ async def check(
         observed = await store.observed_ledger(session)
         if observed is not None and current.latest_ledger < observed:
             raise went_back(observed, current.latest_ledger, source)
-        if stored is None or stored.genesis_hash != current.genesis_hash:
-            await store.record(
-                session, current.passphrase, current.genesis_hash, current.created_at, now
-            )
+        if stored is not None and stored.genesis_hash == current.genesis_hash:
+            return
+    # Its own transaction, a write first: on SQLite a read-then-write transaction would fail
+    # (busy snapshot) when another process starting at the same time wrote in between.
+    async with sessions() as session, session.begin():
+        await store.record(
+            session, current.passphrase, current.genesis_hash, current.created_at, now
+        )

@@ -27,7 +27,7 @@ from anchorpay.rpc.auth import PlatformAuth, build_check
 from anchorpay.rpc.endpoint import rpc_route
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
 from anchorpay.sandbox.app import Sandbox, sandbox_routes
-from anchorpay.sandbox.persist import SandboxStateError
+from anchorpay.sandbox.persist import MEMORY, SandboxStateError
 from anchorpay.settings import ConfigError, Settings
 from anchorpay.store import migrate
 from anchorpay.store.db import create_engine, is_sqlite, session_factory
@@ -58,10 +58,21 @@ def default_ledger(settings: Settings) -> LedgerClient:
     )
 
 
-def build_sandbox(settings: Settings, assets: AssetList, clock: Clock = SYSTEM) -> Sandbox | None:
-    """The embedded sandbox network (STELLAR_NETWORK=sandbox), served under /sandbox."""
+def build_sandbox(
+    settings: Settings,
+    assets: AssetList,
+    clock: Clock = SYSTEM,
+    *,
+    is_the_ledger: bool | None = None,
+) -> Sandbox | None:
+    """The embedded sandbox network (STELLAR_NETWORK=sandbox), served under /sandbox. It keeps
+    its ledger in SANDBOX_STATE when it is the ledger this process uses (by default: no
+    HORIZON_URL points elsewhere; `anchorpay sandbox` always); else in memory, so that servers
+    following another process's sandbox never touch that sandbox's file."""
     if not settings.sandbox_enabled:
         return None
+    if is_the_ledger is None:
+        is_the_ledger = not settings.horizon_url
     try:
         return Sandbox(
             assets=assets,
@@ -69,7 +80,7 @@ def build_sandbox(settings: Settings, assets: AssetList, clock: Clock = SYSTEM) 
             distribution_secret=SANDBOX_DISTRIBUTION_SECRET,
             ledger_close_s=settings.sandbox_ledger_close_s,
             clock=clock.now,
-            state=settings.sandbox_state_path(),
+            state=settings.sandbox_state_path() if is_the_ledger else MEMORY,
         )
     except SandboxStateError as exc:
         raise ConfigError(str(exc)) from None

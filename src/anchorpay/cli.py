@@ -221,7 +221,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     settings = _settings(args, platform_server_port=args.port, stellar_network="sandbox")
     config = _configure_logging(settings)
     assets = settings.load_assets()
-    sandbox = build_sandbox(settings, assets)
+    sandbox = build_sandbox(settings, assets, is_the_ledger=True)
     assert sandbox is not None  # STELLAR_NETWORK=sandbox above
     fireblocks = None
     if settings.effective_custody_type == "fireblocks":

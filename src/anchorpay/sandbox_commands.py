@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from anchorpay.settings import Settings
+from anchorpay.settings import ConfigError, Settings
 
 PAY_TIMEOUT_S = 60.0  # the server holds the request until a ledger applies the payment
 
@@ -70,12 +70,18 @@ def reset(settings: Settings) -> int:
     from pathlib import Path
 
     from anchorpay.clock import SYSTEM
+    from anchorpay.sandbox.persist import MEMORY, SandboxStateError, lock_state
     from anchorpay.store import ledger_network, migrate
     from anchorpay.store.db import create_engine, session_factory
 
     path = settings.sandbox_state_path()
     removed = False
-    if path != ":memory:":
+    if path != MEMORY:
+        try:
+            lock = lock_state(path)  # a running sandbox holds it: refuse, remove nothing
+        except SandboxStateError as exc:
+            raise ConfigError(str(exc)) from None
+        lock.close()
         for suffix in ("", "-wal", "-shm", "-journal"):
             found = Path(path + suffix)
             if found.exists():

@@ -269,4 +269,14 @@ def test_a_replaced_sandbox_state_is_refused_in_one_line_until_reset(server: Ser
     server.start()
     assert server.network_id() not in (old, new)
     assert server.get(f"/transactions/{tx['id']}")["status"] == "pending_user_transfer_start"
+    busy = subprocess.run(
+        [ANCHORPAY, "sandbox", "reset"],
+        cwd=server.tmp_path, env=server.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (busy.returncode, busy.stdout) == (2, "")
+    assert busy.stderr == (
+        f"anchorpay: the sandbox state {server.state} is in use by another process; stop it, "
+        "or give SANDBOX_STATE another file\n"
+    )
+    assert server.state.exists()
     server.stop()

@@ -83,3 +83,16 @@ def test_a_state_file_of_another_passphrase_is_refused(tmp_path: Path) -> None:
         f"the sandbox state {state} is a network with passphrase {PASSPHRASE!r}, not "
         "'other ; 2027'; give SANDBOX_STATE another file"
     )
+
+
+def test_one_process_owns_a_state_file(tmp_path: Path) -> None:
+    state = str(tmp_path / "sandbox.db")
+    owner = make_sandbox(state=state)
+    with pytest.raises(SandboxStateError) as refused:
+        make_sandbox(state=state)
+    assert str(refused.value) == (
+        f"the sandbox state {state} is in use by another process; stop it, or give "
+        "SANDBOX_STATE another file"
+    )
+    owner.close_state()
+    make_sandbox(state=state).close_state()  # free again

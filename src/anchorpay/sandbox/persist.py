@@ -10,13 +10,14 @@ nothing a client saw can be lost by a crash. `:memory:` keeps nothing (the tests
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from anchorpay.sandbox.state import AccountState, LedgerHeader, OpRecord, Trustline, TxRecord
 
@@ -39,13 +40,32 @@ class SandboxStateError(Exception):
     """The state file cannot be used; the message is one line for the operator."""
 
 
+def lock_state(path: str) -> IO[bytes]:
+    """Hold the state's lock (released when the returned file is closed or the process ends);
+    SandboxStateError when another process holds it."""
+    lock = open(f"{path}.lock", "ab")  # held open while the process owns the state
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SandboxStateError(
+            f"the sandbox state {path} is in use by another process; stop it, or give "
+            "SANDBOX_STATE another file"
+        ) from None
+    return lock
+
+
 class LedgerFile:
-    """Write-through storage of one sandbox network."""
+    """Write-through storage of one sandbox network, owned by one process at a time (an
+    exclusive lock on `<path>.lock`): two processes each serving their own copy of one file
+    would write diverging ledgers into it."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._lock: IO[bytes] | None = None
         if path != MEMORY:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock = lock_state(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -56,6 +76,9 @@ class LedgerFile:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from anchorpay.adapters.ledger import (
     Balance,
     LatestLedger,
     LedgerError,
+    LedgerNetwork,
     LedgerNotFound,
     LedgerTransaction,
     LedgerUnavailable,
@@ -151,6 +152,19 @@ class HorizonLedgerClient:
         if not records:
             raise LedgerUnavailable("Horizon returned no ledger")
         return LatestLedger(int(records[0]["sequence"]), _time(records[0]["closed_at"]))
+
+    async def network(self) -> LedgerNetwork:
+        root = await self._get("/", what="the network")
+        passphrase = str(root["network_passphrase"])
+        latest = int(root.get("history_latest_ledger") or 0)
+        genesis_hash, created_at = root.get("network_id"), None
+        # Horizon keeps the genesis ledger only with full history (a sandbox always does).
+        if int(root.get("history_elder_ledger") or 0) == 1:
+            genesis = await self._get("/ledgers/1", what="the genesis ledger")
+            genesis_hash, created_at = str(genesis["hash"]), _time(genesis["closed_at"])
+        return LedgerNetwork(
+            passphrase, str(genesis_hash) if genesis_hash else None, created_at, latest
+        )
 
     async def aclose(self) -> None:
         if self._owns_client:

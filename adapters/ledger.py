@@ -93,6 +93,18 @@ class LatestLedger:
     closed_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerNetwork:
+    """Which network a Horizon serves: its passphrase and, when Horizon has the genesis ledger
+    (a sandbox always does), that ledger's hash and close time: the network's identity. A
+    wiped network shares the passphrase, never the genesis hash."""
+
+    passphrase: str
+    genesis_hash: str | None
+    created_at: datetime | None
+    latest_ledger: int
+
+
 class LedgerClient(Protocol):
     async def get_account(self, account_id: str) -> Account:
         """Raises LedgerNotFound for an unknown account, LedgerUnavailable when transient."""
@@ -112,5 +124,9 @@ class LedgerClient(Protocol):
         ...
 
     async def latest_ledger(self) -> LatestLedger: ...
+
+    async def network(self) -> LedgerNetwork:
+        """The network's identity (Horizon's root, and its genesis ledger when it has it)."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -36,11 +36,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay import network_guard
 from anchorpay.adapters.ledger import LedgerError, LedgerNotFound, LedgerUnavailable
 from anchorpay.domain.payments import ObservedPayment
 from anchorpay.incoming import Apply, Credit, Finish, IncomingPayments, Unmatched
 from anchorpay.scheduler.leases import add_periodic_job
 from anchorpay.services import JobServices
+from anchorpay.store import ledger_network
 from anchorpay.store import observer as store
 
 log = logging.getLogger("anchorpay.observer")
@@ -90,7 +92,9 @@ class PaymentObserver:
         try:
             await self.sync(run)
         except Exception as exc:
-            if isinstance(exc, LedgerUnavailable):
+            if isinstance(exc, network_guard.NetworkChanged):
+                log.error("payment observer stopped: %s", exc)
+            elif isinstance(exc, LedgerUnavailable):
                 # Expected now and then (Horizon busy, or the embedded sandbox not listening
                 # yet at start): one line, retried at the next run.
                 log.warning("payment observer: ledger unavailable (%s); retrying next run", exc)
@@ -110,6 +114,13 @@ class PaymentObserver:
         run = run or ObserverRun()
         latest = await self.services.ledger.latest_ledger()
         run.ledger = latest.sequence
+        async with self.services.sessions() as session:
+            observed = await ledger_network.observed_ledger(session)
+        if observed is not None and latest.sequence < observed:
+            # The ledger is behind what was processed: another network. Its paging tokens
+            # mean nothing against the stored cursors, so nothing is read.
+            source = f"Horizon at {self.services.settings.horizon_base_url()}"
+            raise network_guard.went_back(observed, latest.sequence, source)
         accounts = await self.watched_accounts()
         run.accounts = len(accounts)
         caught_up = True

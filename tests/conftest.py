@@ -108,6 +108,7 @@ def settings_factory(db_url: str) -> SettingsFactory:
             "horizon_url": "http://horizon.invalid",
             "custody_type": "none",
             "assets_file": CONFIG_DIR / "assets.toml",
+            "sandbox_state": ":memory:",  # a test that enables the sandbox keeps it in memory
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

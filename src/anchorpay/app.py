@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from anchorpay import runtime
-from anchorpay.adapters.ledger import LedgerClient
+from anchorpay import network_guard, runtime
+from anchorpay.adapters.ledger import LedgerClient, LedgerError, LedgerNetwork
 from anchorpay.api import health, observer, payouts, transactions
 from anchorpay.api import metrics as metrics_api
 from anchorpay.api.limits import CatchAll, RequestLimits
@@ -30,7 +30,8 @@ from anchorpay.rpc.endpoint import openrpc_route, rpc_route
 from anchorpay.rpc.registry import Registry
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET
 from anchorpay.sandbox.app import Sandbox, is_open_route, sandbox_routes
-from anchorpay.settings import Settings
+from anchorpay.sandbox.persist import MEMORY, SandboxStateError
+from anchorpay.settings import ConfigError, Settings
 from anchorpay.store import migrate
 from anchorpay.store.db import create_engine, is_sqlite, session_factory
 from anchorpay.workflow import Services
@@ -60,17 +61,65 @@ def default_ledger(settings: Settings) -> LedgerClient:
     )
 
 
-def build_sandbox(settings: Settings, assets: AssetList, clock: Clock = SYSTEM) -> Sandbox | None:
-    """The embedded sandbox network (STELLAR_NETWORK=sandbox), served under /sandbox."""
+def build_sandbox(
+    settings: Settings,
+    assets: AssetList,
+    clock: Clock = SYSTEM,
+    *,
+    is_the_ledger: bool | None = None,
+) -> Sandbox | None:
+    """The embedded sandbox network (STELLAR_NETWORK=sandbox), served under /sandbox. It keeps
+    its ledger in SANDBOX_STATE when it is the ledger this process uses (by default: no
+    HORIZON_URL points elsewhere; `anchorpay sandbox` always); else in memory, so that servers
+    following another process's sandbox never touch that sandbox's file."""
     if not settings.sandbox_enabled:
         return None
-    return Sandbox(
-        assets=assets,
-        network_passphrase=settings.network_passphrase,
-        distribution_secret=SANDBOX_DISTRIBUTION_SECRET,
-        ledger_close_s=settings.sandbox_ledger_close_s,
-        clock=clock.now,
+    if is_the_ledger is None:
+        is_the_ledger = not settings.horizon_url
+    try:
+        return Sandbox(
+            assets=assets,
+            network_passphrase=settings.network_passphrase,
+            distribution_secret=SANDBOX_DISTRIBUTION_SECRET,
+            ledger_close_s=settings.sandbox_ledger_close_s,
+            clock=clock.now,
+            state=settings.sandbox_state_path() if is_the_ledger else MEMORY,
+        )
+    except SandboxStateError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def sandbox_network(sandbox: Sandbox) -> LedgerNetwork:
+    """The embedded sandbox's identity, read in process (its Horizon is not served yet)."""
+    genesis, latest = sandbox.ledger.headers[0], sandbox.ledger.latest
+    return LedgerNetwork(
+        sandbox.network_passphrase, genesis.hash, genesis.closed_at, latest.sequence
     )
+
+
+async def preflight(settings: Settings, sandbox: Sandbox | None) -> None:
+    """Before `serve` or `worker` start anything: migrate SQLite, then check that the ledger
+    is the network this database follows (`network_guard`: NetworkChanged, one line, when
+    not). An unreachable Horizon is only a warning: the observer checks again at each run."""
+    if is_sqlite(settings.database_url):
+        await migrate.upgrade(settings.database_url)
+    if sandbox is not None and not settings.horizon_url:
+        current, source = sandbox_network(sandbox), f"the sandbox (state {sandbox.state})"
+    else:
+        source = f"Horizon at {settings.horizon_base_url()}"
+        client = default_ledger(settings)
+        try:
+            current = await client.network()
+        except (LedgerError, KeyError, ValueError) as exc:
+            log.warning("cannot read which network %s is (%s); not checked", source, exc)
+            return
+        finally:
+            await client.aclose()
+    engine = create_engine(settings.database_url)
+    try:
+        await network_guard.check(session_factory(engine), current, source, SYSTEM.now())
+    finally:
+        await engine.dispose()
 
 
 def build_sandbox_fireblocks(

@@ -96,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
     sandbox = sub.add_parser("sandbox", parents=[common], help="serve the sandbox network alone")
     sandbox.add_argument("--port", help="listen port (PLATFORM_SERVER_PORT)")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command")
+    sandbox_pay = sandbox_sub.add_parser(
+        "pay", parents=[common], help="sign and submit a payment from a sandbox account"
+    )
+    from anchorpay.sandbox_commands import add_pay_arguments
+
+    add_pay_arguments(sandbox_pay)
+    sandbox_sub.add_parser(
+        "reset",
+        parents=[common],
+        help="start over on a new sandbox network (keeps transactions, forgets ledger cursors)",
+    )
     custody = sub.add_parser("custody", help="custody adapter tools")
     custody_sub = custody.add_subparsers(dest="custody_command", required=True)
     custody_sub.add_parser(
@@ -165,7 +177,7 @@ def check_custody(settings: Settings) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from anchorpay.app import create_app
+    from anchorpay.app import create_app, preflight
 
     settings = _settings(args, platform_server_host=args.host, platform_server_port=args.port)
     if not args.no_worker:
@@ -173,6 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = _configure_logging(settings)
     app = create_app(settings, run_worker=not args.no_worker)
     check_port(settings.platform_server_host, settings.platform_server_port)
+    asyncio.run(preflight(settings, app.state.sandbox))  # another network: one line, exit 2
     uvicorn.run(
         app,
         host=settings.platform_server_host,
@@ -199,16 +212,14 @@ async def _run_worker(
     fireblocks: FireblocksConfig | None,
     metrics: Metrics,
 ) -> None:
-    from anchorpay.app import default_ledger
+    from anchorpay.app import default_ledger, preflight
     from anchorpay.runtime import distribution_secret_default
     from anchorpay.scheduler.worker import Worker
-    from anchorpay.store import migrate
-    from anchorpay.store.db import create_engine, is_sqlite, session_factory
+    from anchorpay.store.db import create_engine, session_factory
     from anchorpay.workflow import Services
 
     stop = _stop_event()
-    if is_sqlite(settings.database_url):
-        await migrate.upgrade(settings.database_url)
+    await preflight(settings, None)  # migrates SQLite; another network: one line, exit 2
     engine = create_engine(settings.database_url, settings.database_busy_timeout_s)
     services = Services(
         settings=settings,
@@ -276,6 +287,14 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.sandbox_command == "pay":
+        from anchorpay import sandbox_commands
+
+        return sandbox_commands.pay(args, _settings(args))
+    if args.sandbox_command == "reset":
+        from anchorpay import sandbox_commands
+
+        return sandbox_commands.reset(_settings(args))
     import uvicorn
 
     from anchorpay.app import build_sandbox
@@ -287,7 +306,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     check_port(settings.platform_server_host, settings.platform_server_port)
     config = _configure_logging(settings)
     assets = settings.load_assets()
-    sandbox = build_sandbox(settings, assets)
+    sandbox = build_sandbox(settings, assets, is_the_ledger=True)
     assert sandbox is not None  # STELLAR_NETWORK=sandbox above
     fireblocks = None
     if settings.effective_custody_type == "fireblocks":

@@ -23,11 +23,13 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy.engine import make_url
 
 from anchorpay import settings_checks as checks
 from anchorpay.domain.assets import Asset, AssetList
 
 DEFAULT_ENV_FILE = "dev.env"
+SANDBOX_STATE_FILE = "sandbox.db"
 CONFIG_DIR_ENV = "ANCHORPAY_CONFIG_DIR"
 ENV_FILE_ENV = "ANCHORPAY_ENV_FILE"
 
@@ -152,6 +154,9 @@ class Settings(BaseSettings):
     # Sandbox network (STELLAR_NETWORK=sandbox).
     sandbox_ledger_close_s: float = Field(5.0, gt=0)
     sandbox_fireblocks_step_s: float = Field(1.0, gt=0)
+    # The sandbox ledger's SQLite file; unset: sandbox.db beside a SQLite database (else in
+    # ./data); `:memory:` forgets the network at every start.
+    sandbox_state: str | None = None
 
     # Worker: payouts.
     worker_tick_s: float = Field(1.0, gt=0)
@@ -313,6 +318,15 @@ class Settings(BaseSettings):
     def _local_host(self) -> str:
         host = self.platform_server_host
         return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+    def sandbox_state_path(self) -> str:
+        """SANDBOX_STATE, or `sandbox.db` in the SQLite database's folder (else ./data)."""
+        if self.sandbox_state:
+            return self.sandbox_state
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return str(Path(url.database).parent / SANDBOX_STATE_FILE)
+        return str(Path("data") / SANDBOX_STATE_FILE)
 
     def custody_path(self) -> Path:
         """CUSTODY_FILE, or `custody.toml` beside the other config files."""

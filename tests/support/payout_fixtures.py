@@ -39,6 +39,7 @@ FAST = {
     "trustline_check_interval_s": 3600,
     "observer_interval_s": 3600,
     "sandbox_ledger_close_s": 3600,  # the tests close ledgers by hand
+    "sandbox_state": ":memory:",  # a test that restarts the network gives it a file
 }
 
 

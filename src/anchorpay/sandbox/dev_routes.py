@@ -1,5 +1,6 @@
 """Developer routes of the sandbox (mounted at /sandbox): make funded accounts and trustlines,
-read the distribution account's key, close a ledger, inject faults, read request counters.
+pay from one (a wallet's signed payment), read the distribution account's key, close a
+ledger, inject faults, read request counters.
 Bad input answers 400 with `{"error": "<sentence>"}`, never a traceback."""
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from starlette.routing import BaseRoute, Route
 
 from anchorpay.sandbox.faults import FaultError
 from anchorpay.sandbox.horizon_json import time_str
-from anchorpay.sandbox.network import Sandbox
+from anchorpay.sandbox.network import Sandbox, TimedOut
+from anchorpay.sandbox.state import Queued, Rejected
+from anchorpay.sandbox.wallet import WalletInputError, parse_request
 
 MAX_XLM = Decimal("100000000000")
 
@@ -126,6 +129,54 @@ def dev_routes(sandbox: Sandbox) -> list[BaseRoute]:
         sandbox.faults.clear()
         return Response(status_code=204)
 
+    async def pay(request: Request) -> Response:
+        """Sign and submit a payment for a wallet: the hash once a ledger applied it (or at
+        once with "wait": false), the ledger's result codes when it refused it."""
+        try:
+            body = await _body(request)
+            wait = body.pop("wait", True)
+            if not isinstance(wait, bool):
+                raise InputError("The field 'wait' must be true or false.")
+            payment = parse_request(body, sandbox.keys)
+            outcome = await sandbox.pay(payment, wait)
+        except (InputError, WalletInputError) as exc:
+            return _error(str(exc))
+        if isinstance(outcome, Queued):
+            return JSONResponse({"hash": outcome.hash, "status": "queued"}, status_code=202)
+        if isinstance(outcome, TimedOut):
+            return JSONResponse(
+                {
+                    "error": f"No ledger applied the payment within {sandbox.submit_timeout_s:g}"
+                    " s; it is still queued and may be applied later.",
+                    "hash": outcome.hash,
+                },
+                status_code=504,
+            )
+        if isinstance(outcome, Rejected):
+            codes: dict[str, Any] = {"transaction": outcome.transaction_code}
+            if outcome.operation_codes:
+                codes["operations"] = list(outcome.operation_codes)
+            sentence = f"The ledger refused the payment: {outcome.transaction_code}"
+            if outcome.operation_codes:
+                sentence += f" ({', '.join(outcome.operation_codes)})"
+            body = {"error": sentence + ".", "hash": outcome.hash, "result_codes": codes}
+            return JSONResponse(body, status_code=400)
+        if not outcome.successful:
+            codes = {"transaction": "tx_failed", "operations": list(outcome.operation_codes)}
+            sentence = f"The payment failed in ledger {outcome.ledger}: " + ", ".join(
+                outcome.operation_codes
+            )
+            return JSONResponse(
+                {
+                    "error": sentence + ".",
+                    "hash": outcome.hash,
+                    "ledger": outcome.ledger,
+                    "result_codes": codes,
+                },
+                status_code=400,
+            )
+        return JSONResponse({"hash": outcome.hash, "ledger": outcome.ledger, "successful": True})
+
     async def stats(request: Request) -> Response:
         return JSONResponse(sandbox.stats())
 
@@ -133,6 +184,7 @@ def dev_routes(sandbox: Sandbox) -> list[BaseRoute]:
         Route("/accounts", create_account, methods=["POST"]),
         Route("/accounts/{account_id}/trustlines", add_trustline, methods=["POST"]),
         Route("/distribution", distribution, methods=["GET"]),
+        Route("/payments", pay, methods=["POST"]),
         Route("/close_ledger", close_ledger, methods=["POST"]),
         Route("/faults", add_fault, methods=["POST"]),
         Route("/faults", clear_faults, methods=["DELETE"]),

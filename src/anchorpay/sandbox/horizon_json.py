@@ -81,13 +81,21 @@ def _link(href: str, templated: bool = False) -> Json:
     return {"href": href, "templated": True} if templated else {"href": href}
 
 
-def root(latest: LedgerHeader, passphrase: str, base: str) -> Json:
+def root(latest: LedgerHeader, passphrase: str, base: str, network_id: str) -> Json:
+    """Horizon's root, plus `network_id`: the genesis ledger's hash (also at /ledgers/1), the
+    sandbox network's identity, which a wiped or replaced sandbox does not share."""
     return {
         "_links": {
             "account": _link(f"{base}/accounts/{{account_id}}", True),
             "ledgers": _link(f"{base}/ledgers{{?cursor,limit,order}}", True),
             "transaction": _link(f"{base}/transactions/{{hash}}", True),
+            "account_transactions": _link(
+                f"{base}/accounts/{{account_id}}/transactions{{?cursor,limit,order}}", True
+            ),
+            "fee_stats": _link(f"{base}/fee_stats"),
+            "operation": _link(f"{base}/operations/{{id}}", True),
             "payments": _link(f"{base}/payments{{?cursor,limit,order}}", True),
+            "transactions": _link(f"{base}/transactions{{?cursor,limit,order}}", True),
             "self": _link(base + "/"),
         },
         "horizon_version": "anchorpay-sandbox",
@@ -98,6 +106,7 @@ def root(latest: LedgerHeader, passphrase: str, base: str) -> Json:
         "history_elder_ledger": 1,
         "core_latest_ledger": latest.sequence,
         "network_passphrase": passphrase,
+        "network_id": network_id,
         "current_protocol_version": PROTOCOL_VERSION,
         "supported_protocol_version": PROTOCOL_VERSION,
         "core_supported_protocol_version": PROTOCOL_VERSION,
@@ -105,8 +114,14 @@ def root(latest: LedgerHeader, passphrase: str, base: str) -> Json:
 
 
 def ledger(h: LedgerHeader, base: str) -> Json:
+    paged = "{?cursor,limit,order}"
     return {
-        "_links": {"self": _link(f"{base}/ledgers/{h.sequence}")},
+        "_links": {
+            "self": _link(f"{base}/ledgers/{h.sequence}"),
+            "transactions": _link(f"{base}/ledgers/{h.sequence}/transactions{paged}", True),
+            "operations": _link(f"{base}/ledgers/{h.sequence}/operations{paged}", True),
+            "payments": _link(f"{base}/ledgers/{h.sequence}/payments{paged}", True),
+        },
         "id": h.hash,
         "paging_token": h.paging_token,
         "hash": h.hash,
@@ -254,3 +269,26 @@ def page(records: Sequence[Json], self_href: str, params: dict[str, str]) -> Jso
         },
         "_embedded": {"records": list(records)},
     }
+
+
+def fee_stats(latest: LedgerHeader, base_fee: int) -> Json:
+    """Horizon's /fee_stats: the sandbox charges the base fee only (no surge pricing), so
+    every percentile is the base fee; numbers are strings, as Horizon sends them."""
+    fee = str(base_fee)
+    percentiles = ("p10", "p20", "p30", "p40", "p50", "p60", "p70", "p80", "p90", "p95", "p99")
+    spread = {"max": fee, "min": fee, "mode": fee, **{p: fee for p in percentiles}}
+    return {
+        "last_ledger": str(latest.sequence),
+        "last_ledger_base_fee": fee,
+        "ledger_capacity_usage": "0.00",
+        "fee_charged": dict(spread),
+        "max_fee": dict(spread),
+    }
+
+
+def async_submission(tx_status: str, tx_hash: str | None, error_result_xdr: str | None) -> Json:
+    """The body of POST /transactions_async (Horizon relays stellar-core's answer as is)."""
+    body: Json = {"tx_status": tx_status, "hash": tx_hash or ""}
+    if error_result_xdr is not None:
+        body["errorResultXdr"] = error_result_xdr
+    return body

@@ -1,6 +1,8 @@
-"""The sandbox's Horizon surface (mounted at /sandbox/horizon): the endpoints anchorpay's ledger
-client uses, with Horizon's JSON, paging and problem shapes. Every request is counted and
-passes the fault injector first."""
+"""The sandbox's Horizon surface (mounted at /sandbox/horizon): what anchorpay's ledger client
+and stellar-sdk's `Server` / `ServerAsync` call for the root, accounts, payments, operations,
+transactions (by account, ledger, hash; submit, async submit), ledgers and fee stats, with
+Horizon's JSON, paging (`cursor`, `order`, `limit`, `_links`) and problem+json shapes. Every
+request is counted and passes the fault injector first."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from anchorpay.sandbox import horizon_json as hj
 from anchorpay.sandbox.network import Sandbox, TimedOut
-from anchorpay.sandbox.state import OpRecord, Rejected
+from anchorpay.sandbox.paging import pick
+from anchorpay.sandbox.results import result_xdr
+from anchorpay.sandbox.state import BASE_FEE, OpRecord, Rejected, TxRecord, toid
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 200
@@ -77,6 +81,16 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
     def not_found() -> JSONResponse:
         return _json(hj.problem(404), 404)
 
+    def page_query(request: Request, params: dict[str, Any]) -> dict[str, str]:
+        """The query the page's `_links` repeat (filters included, so `next` keeps them)."""
+        query = {"limit": str(params["limit"]), "order": params["order"]}
+        if params["cursor"]:
+            query["cursor"] = params["cursor"]
+        for name in ("include_failed", "join"):
+            if request.query_params.get(name):
+                query[name] = request.query_params[name]
+        return query
+
     def op_page(request: Request, records: list[OpRecord], params: dict[str, Any]) -> Response:
         base = _base(request)
         joined = request.query_params.get("join") == "transactions"
@@ -84,53 +98,123 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
             hj.operation(op, base, ledger.transactions.get(op.tx_hash) if joined else None)
             for op in records
         ]
-        query = {"limit": str(params["limit"]), "order": params["order"]}
-        if params["cursor"]:
-            query["cursor"] = params["cursor"]
-        if joined:
-            query["join"] = "transactions"
+        query = page_query(request, params)
+        return _json(hj.page(rendered, str(request.url).split("?")[0], query))
+
+    def tx_page(request: Request, records: list[TxRecord], params: dict[str, Any]) -> Response:
+        rendered = [hj.transaction(t, _base(request)) for t in records]
+        query = page_query(request, params)
         return _json(hj.page(rendered, str(request.url).split("?")[0], query))
 
     async def root(request: Request) -> Response:
-        return _json(hj.root(ledger.latest, sandbox.network_passphrase, _base(request)))
+        latest, passphrase = ledger.latest, sandbox.network_passphrase
+        return _json(hj.root(latest, passphrase, _base(request), ledger.network_id))
 
     async def ledgers(request: Request) -> Response:
         p = _paging(request)
-        headers = ledger.headers if p["order"] == "asc" else list(reversed(ledger.headers))
-        if p["cursor"] == "now":
-            headers = [] if p["order"] == "asc" else headers
-        elif p["cursor"]:
-            mark = int(p["cursor"])
-            if p["order"] == "asc":
-                headers = [h for h in headers if int(h.paging_token) > mark]
-            else:
-                headers = [h for h in headers if int(h.paging_token) < mark]
+        found = pick(
+            ledger.headers, lambda h: int(h.paging_token), now=toid(ledger.latest.sequence + 1),
+            **p,
+        )  # fmt: skip
         base = _base(request)
-        rendered = [hj.ledger(h, base) for h in headers[: p["limit"]]]
         query = {"limit": str(p["limit"]), "order": p["order"]}
-        return _json(hj.page(rendered, f"{base}/ledgers", query))
+        if p["cursor"]:
+            query["cursor"] = p["cursor"]
+        return _json(hj.page([hj.ledger(h, base) for h in found], f"{base}/ledgers", query))
+
+    def _sequence(request: Request) -> int | None:
+        raw = request.path_params["sequence"]
+        return int(raw) if raw.isdigit() and len(raw) <= 10 else None
+
+    async def one_ledger(request: Request) -> Response:
+        sequence = _sequence(request)
+        found = ledger.header(sequence) if sequence is not None else None
+        return not_found() if found is None else _json(hj.ledger(found, _base(request)))
 
     async def account(request: Request) -> Response:
         found = ledger.accounts.get(request.path_params["account_id"])
         return not_found() if found is None else _json(hj.account(found, _base(request)))
 
+    async def accounts(request: Request) -> Response:
+        """GET /accounts?signer=G… or ?asset=CODE:ISSUER (sandbox accounts have one signer,
+        their master key; sponsors and liquidity pools do not exist here)."""
+        p = _paging(request)
+        q = request.query_params
+        filters = [k for k in ("signer", "asset", "sponsor", "liquidity_pool") if q.get(k)]
+        if len(filters) != 1:
+            raise BadRequest(
+                "signer", "exactly one of signer, asset, sponsor or liquidity_pool is required"
+            )
+        if filters[0] == "signer":
+            ids = [q["signer"]] if q["signer"] in ledger.accounts else []
+        elif filters[0] == "asset":
+            wanted = f"stellar:{q['asset']}"
+            ids = sorted(a for a, s in ledger.accounts.items() if wanted in s.trustlines)
+        else:
+            ids = []
+        if p["cursor"] == "now":
+            raise BadRequest("cursor", "cursor: must be an account id")
+        if p["order"] == "desc":
+            ids.reverse()
+        if p["cursor"]:
+            after = p["cursor"]
+            ids = [i for i in ids if (i > after if p["order"] == "asc" else i < after)]
+        base = _base(request)
+        rendered = [hj.account(ledger.accounts[i], base) for i in ids[: p["limit"]]]
+        query = {"limit": str(p["limit"]), "order": p["order"], filters[0]: q[filters[0]]}
+        return _json(hj.page(rendered, f"{base}/accounts", query))
+
+    async def account_data(request: Request) -> Response:
+        if request.path_params["account_id"] not in ledger.accounts:
+            return not_found()
+        return not_found()  # sandbox accounts hold no data entries
+
+    def scope_of(request: Request, scope: str) -> dict[str, Any] | None:
+        """The filter of a scoped collection, or None when its owner does not exist."""
+        if scope == "account":
+            found = request.path_params["account_id"]
+            return {"account": found} if found in ledger.accounts else None
+        if scope == "transaction":
+            tx_hash = request.path_params["tx_hash"]
+            return {"tx_hash": tx_hash} if tx_hash in ledger.transactions else None
+        if scope == "ledger":
+            sequence = _sequence(request)
+            known = sequence is not None and ledger.header(sequence) is not None
+            return {"ledger": sequence} if known else None
+        return {}
+
+    def _include_failed(request: Request) -> bool:
+        raw = request.query_params.get("include_failed") or "false"
+        if raw not in ("true", "false"):
+            raise BadRequest("include_failed", "include_failed: must be true or false")
+        return raw == "true"
+
     def records_route(payments_only: bool, scope: str) -> Handler:
         async def handler(request: Request) -> Response:
             p = _paging(request)
-            kwargs: dict[str, Any] = {}
-            if scope == "account":
-                kwargs["account"] = request.path_params["account_id"]
-                if kwargs["account"] not in ledger.accounts:
-                    return not_found()
-            elif scope == "transaction":
-                kwargs["tx_hash"] = request.path_params["tx_hash"]
-                if kwargs["tx_hash"] not in ledger.transactions:
-                    return not_found()
-            include_failed = request.query_params.get("include_failed") == "true"
+            kwargs = scope_of(request, scope)
+            if kwargs is None:
+                return not_found()
             records = ledger.records(
-                payments_only=payments_only, include_failed=include_failed, **p, **kwargs
+                payments_only=payments_only,
+                include_failed=_include_failed(request),
+                **p,
+                **kwargs,
             )
             return op_page(request, records, p)
+
+        return handler
+
+    def transactions_route(scope: str) -> Handler:
+        async def handler(request: Request) -> Response:
+            p = _paging(request)
+            kwargs = scope_of(request, scope)
+            if kwargs is None:
+                return not_found()
+            records = ledger.transaction_records(
+                include_failed=_include_failed(request), **p, **kwargs
+            )
+            return tx_page(request, records, p)
 
         return handler
 
@@ -138,11 +222,27 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
         found = ledger.transactions.get(request.path_params["tx_hash"])
         return not_found() if found is None else _json(hj.transaction(found, _base(request)))
 
-    async def submit(request: Request) -> Response:
+    async def operation(request: Request) -> Response:
+        raw = request.path_params["op_id"]
+        found = ledger.operation(int(raw)) if raw.isdigit() and len(raw) <= 19 else None
+        if found is None:
+            return not_found()
+        joined = request.query_params.get("join") == "transactions"
+        tx = ledger.transactions.get(found.tx_hash) if joined else None
+        return _json(hj.operation(found, _base(request), tx))
+
+    async def fee_stats(request: Request) -> Response:
+        return _json(hj.fee_stats(ledger.latest, BASE_FEE))
+
+    async def envelope_of(request: Request) -> str:
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         envelope = (form.get("tx") or [""])[0]
         if not envelope:
             raise BadRequest("tx", "tx: the form field tx must hold a base64 envelope")
+        return envelope
+
+    async def submit(request: Request) -> Response:
+        envelope = await envelope_of(request)
         timeout_after_apply = sandbox.faults.take_timeout_after_apply()
         answer = await sandbox.submit(envelope)
         if isinstance(answer, TimedOut) or timeout_after_apply:
@@ -155,27 +255,60 @@ def horizon_routes(sandbox: Sandbox) -> list[BaseRoute]:
             if answer.operation_codes:
                 codes["operations"] = list(answer.operation_codes)
             extras |= {"result_codes": codes, "hash": answer.hash}
+            extras["result_xdr"] = result_xdr(answer.transaction_code)
             return _json(hj.problem(400, "transaction_failed", extras), 400)
         if not answer.successful:  # applied, operations failed: fee and sequence are spent
             codes = {"transaction": "tx_failed", "operations": list(answer.operation_codes)}
             extras = {"envelope_xdr": answer.envelope_xdr, "result_codes": codes}
             extras["hash"] = answer.hash
+            extras["result_xdr"] = result_xdr("tx_failed", answer.fee_charged)
             return _json(hj.problem(400, "transaction_failed", extras), 400)
         return _json(hj.transaction(answer, _base(request)))
+
+    async def submit_async(request: Request) -> Response:
+        """Horizon's POST /transactions_async: stellar-core's verdict at once (PENDING 201,
+        DUPLICATE 409, ERROR 400 with the result XDR); the ledger applies it later."""
+        envelope = await envelope_of(request)
+        status, outcome = sandbox.submit_async(envelope)
+        if isinstance(outcome, Rejected) and outcome.malformed:
+            extras = {"envelope_xdr": outcome.envelope_xdr}
+            return _json(hj.problem(400, "transaction_malformed", extras), 400)
+        error_xdr = None
+        if isinstance(outcome, Rejected):
+            error_xdr = result_xdr(outcome.transaction_code)
+        http = {"PENDING": 201, "DUPLICATE": 409, "ERROR": 400}[status]
+        body = hj.async_submission(status, outcome.hash, error_xdr)
+        return JSONResponse(body, status_code=http, media_type="application/hal+json")
 
     account_id = "account_id"
     table: list[tuple[str, str, Handler, str | None]] = [
         ("GET", "/", root, None),
+        ("GET", "/fee_stats", fee_stats, None),
         ("GET", "/ledgers", ledgers, None),
+        ("GET", "/ledgers/{sequence}", one_ledger, None),
+        ("GET", "/ledgers/{sequence}/transactions", transactions_route("ledger"), None),
+        ("GET", "/ledgers/{sequence}/payments", records_route(True, "ledger"), None),
+        ("GET", "/ledgers/{sequence}/operations", records_route(False, "ledger"), None),
+        ("GET", "/accounts", accounts, None),
         ("GET", "/accounts/{account_id}", account, account_id),
+        ("GET", "/accounts/{account_id}/data/{key}", account_data, account_id),
         ("GET", "/accounts/{account_id}/payments", records_route(True, "account"), account_id),
         ("GET", "/accounts/{account_id}/operations", records_route(False, "account"), account_id),
+        (
+            "GET",
+            "/accounts/{account_id}/transactions",
+            transactions_route("account"),
+            account_id,
+        ),
+        ("GET", "/transactions", transactions_route("all"), None),
         ("POST", "/transactions", submit, None),
+        ("POST", "/transactions_async", submit_async, None),
         ("GET", "/transactions/{tx_hash}", transaction, None),
         ("GET", "/transactions/{tx_hash}/payments", records_route(True, "transaction"), None),
         ("GET", "/transactions/{tx_hash}/operations", records_route(False, "transaction"), None),
         ("GET", "/payments", records_route(True, "all"), None),
         ("GET", "/operations", records_route(False, "all"), None),
+        ("GET", "/operations/{op_id}", operation, None),
     ]
     return [
         Route(path, guarded(route_key(method, path), handler, param), methods=[method])

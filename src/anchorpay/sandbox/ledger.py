@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,10 +26,11 @@ from stellar_sdk.exceptions import BadSignatureError
 
 from anchorpay.clock import SYSTEM
 from anchorpay.sandbox import operations
+from anchorpay.sandbox.persist import SCHEMA_VERSION, LedgerFile, SandboxStateError
+from anchorpay.sandbox.queries import LedgerQueries
 from anchorpay.sandbox.state import (
     BASE_FEE,
     MAX_OPS,
-    NATIVE,
     STROOP,
     AccountState,
     LedgerHeader,
@@ -58,23 +60,70 @@ class ClosedLedger:
     outcomes: dict[str, TxRecord | Rejected] = field(default_factory=dict)
 
 
-class SandboxLedger:
+class SandboxLedger(LedgerQueries):
     def __init__(
-        self, network_passphrase: str, clock: Callable[[], datetime] | None = None
+        self,
+        network_passphrase: str,
+        clock: Callable[[], datetime] | None = None,
+        store: LedgerFile | None = None,
     ) -> None:
         self.network_passphrase = network_passphrase
         self.clock = clock or SYSTEM.now
+        self.store = store
         self.accounts: dict[str, AccountState] = {}
+        self.keys: dict[str, str] = {}  # secrets of the accounts the sandbox made
         self.transactions: dict[str, TxRecord] = {}
         self.operations: list[OpRecord] = []  # ledger order, so ids only grow
-        self.headers: list[LedgerHeader] = [
-            LedgerHeader(1, hashlib.sha256(b"genesis").hexdigest(), "0" * 64, self.clock())
-        ]
+        self.headers: list[LedgerHeader] = []
         self.queue: list[_Pending] = []
+        self.fresh = store is None or not store.meta()  # a new network (needs its genesis)
+        if self.fresh:
+            # A random genesis: every new network has its own identity (its genesis hash),
+            # so a client that recorded another network's can tell it is not the same.
+            seed = hashlib.sha256(b"genesis:" + os.urandom(32)).hexdigest()
+            self.headers.append(LedgerHeader(1, seed, "0" * 64, self.clock()))
+            meta = {"network_passphrase": network_passphrase, "schema": SCHEMA_VERSION}
+            self._save(meta=meta, header=self.headers[0])
+        else:
+            assert store is not None
+            self._load(store)
+
+    def _load(self, store: LedgerFile) -> None:
+        stored = store.meta().get("network_passphrase")
+        if stored != self.network_passphrase:
+            raise SandboxStateError(
+                f"the sandbox state {store.path} is a network with passphrase {stored!r}, not "
+                f"{self.network_passphrase!r}; give SANDBOX_STATE another file"
+            )
+        loaded = store.load()
+        if not loaded.headers:
+            raise SandboxStateError(f"the sandbox state {store.path} has no genesis ledger")
+        self.accounts = {a.account_id: a for a in loaded.accounts}
+        self.keys = loaded.keys
+        self.headers = loaded.headers
+        for record in loaded.transactions:
+            self.transactions[record.hash] = record
+            self.operations.extend(record.operations)
+        for xdr, hold in loaded.queue:
+            envelope = TransactionEnvelope.from_xdr(xdr, self.network_passphrase)
+            source = envelope.transaction.source.account_id
+            self.queue.append(_Pending(envelope.hash_hex(), xdr, envelope, source, hold))
+
+    def _save(self, **changes: Any) -> None:
+        if self.store is not None:
+            self.store.save(**changes)
+
+    def _queue_rows(self) -> list[tuple[str, int]]:
+        return [(p.xdr, p.hold) for p in self.queue]
 
     @property
-    def latest(self) -> LedgerHeader:
-        return self.headers[-1]
+    def network_id(self) -> str:
+        """The network's identity: its genesis ledger's hash."""
+        return self.headers[0].hash
+
+    def remember_key(self, account_id: str, secret: str) -> None:
+        self.keys[account_id] = secret
+        self._save(keys={account_id: secret})
 
     # --- direct changes (start state and developer routes, not transactions) --------------
 
@@ -85,6 +134,7 @@ class SandboxLedger:
         seq = self.latest.sequence
         account = AccountState(account_id, seq << 32, amount(xlm), last_modified_ledger=seq)
         self.accounts[account_id] = account
+        self._save(accounts=[account])
         return account
 
     def add_trustline(
@@ -96,6 +146,7 @@ class SandboxLedger:
         line = account.trustlines[asset_id]
         line.authorized = authorized
         line.balance = amount(line.balance + balance)
+        self._save(accounts=[account])
         return added
 
     # --- submission --------------------------------------------------------------------------
@@ -121,6 +172,7 @@ class SandboxLedger:
         if rejected is not None:
             return rejected
         self.queue.append(_Pending(tx_hash, envelope_xdr, envelope, source))
+        self._save(queue=self._queue_rows())
         return Queued(tx_hash)
 
     def is_queued(self, tx_hash: str) -> bool:
@@ -131,6 +183,7 @@ class SandboxLedger:
         for pending in self.queue:
             if pending.hash == tx_hash:
                 pending.hold = ledgers
+        self._save(queue=self._queue_rows())
 
     def _check(
         self, envelope: Any, tx_hash: str, xdr: str, ahead: int, now: datetime, signatures: bool
@@ -214,6 +267,7 @@ class SandboxLedger:
         waiting: list[_Pending] = []
         held: set[str] = set()  # sources with a held transaction: later ones must wait too
         index = 0
+        touched: set[str] = set()
         for pending in self.queue:
             if pending.hold > 0 or pending.source in held:
                 pending.hold = max(0, pending.hold - 1)
@@ -227,7 +281,7 @@ class SandboxLedger:
                 outcomes[pending.hash] = rejected
                 continue
             index += 1
-            outcomes[pending.hash] = self._apply(pending, sequence, index, closed_at)
+            outcomes[pending.hash] = self._apply(pending, sequence, index, closed_at, touched)
         self.queue = waiting
         applied = [o for o in outcomes.values() if isinstance(o, TxRecord)]
         digest = hashlib.sha256(f"{prev.hash}:{sequence}".encode())
@@ -243,9 +297,17 @@ class SandboxLedger:
             operation_count=sum(len(r.operations) for r in applied if r.successful),
         )
         self.headers.append(header)
+        self._save(
+            accounts=[self.accounts[a] for a in sorted(touched) if a in self.accounts],
+            header=header,
+            records=applied,
+            queue=self._queue_rows(),
+        )
         return ClosedLedger(header, outcomes)
 
-    def _apply(self, pending: _Pending, ledger: int, index: int, at: datetime) -> TxRecord:
+    def _apply(
+        self, pending: _Pending, ledger: int, index: int, at: datetime, touched: set[str]
+    ) -> TxRecord:
         tx = pending.envelope.transaction
         source = self.accounts[pending.source]
         fee = BASE_FEE * len(tx.operations)  # no surge pricing: the base fee is charged
@@ -258,8 +320,9 @@ class SandboxLedger:
             op_source = op.source.account_id if op.source is not None else pending.source
             results.append((op, op_source, *operations.apply(op, op_source, scratch, ledger)))
         successful = all(code == "op_success" for _, _, code, _, _ in results)
+        touched.add(pending.source)
         if successful:
-            scratch.commit()
+            touched.update(scratch.commit())
         records = tuple(
             OpRecord(
                 id=toid(ledger, index, i + 1),
@@ -301,57 +364,6 @@ class SandboxLedger:
         )
         self.transactions[pending.hash] = record
         return record
-
-    # --- queries -----------------------------------------------------------------------------
-
-    def records(
-        self,
-        *,
-        account: str | None = None,
-        tx_hash: str | None = None,
-        payments_only: bool = False,
-        include_failed: bool = False,
-        cursor: str | None = None,
-        order: str = "asc",
-        limit: int = 10,
-    ) -> list[OpRecord]:
-        """Operations in Horizon's paging order; `cursor` is a paging token or `now`.
-        Raises ValueError for a cursor that is not one."""
-        if cursor == "now":
-            after = toid(self.latest.sequence + 1) if order == "asc" else None
-            before = None if order == "asc" else toid(self.latest.sequence + 1)
-        else:
-            mark = int(cursor) if cursor else None  # ValueError for garbage
-            after, before = (mark, None) if order == "asc" else (None, mark)
-        found: list[OpRecord] = []
-        ordered = self.operations if order == "asc" else reversed(self.operations)
-        for op in ordered:
-            if after is not None and op.id <= after:
-                continue
-            if before is not None and op.id >= before:
-                continue
-            if tx_hash is not None and op.tx_hash != tx_hash:
-                continue
-            if account is not None and account not in op.accounts:
-                continue
-            if payments_only and not op.is_payment:
-                continue
-            if not (op.successful or include_failed or tx_hash is not None):
-                continue
-            found.append(op)
-            if len(found) >= limit:
-                break
-        return found
-
-    def balance(self, account_id: str, asset_id: str = NATIVE) -> Decimal | None:
-        """A test helper: the balance, or None without the account or trustline."""
-        account = self.accounts.get(account_id)
-        if account is None:
-            return None
-        if asset_id == NATIVE:
-            return account.balance
-        line = account.trustlines.get(asset_id)
-        return None if line is None else line.balance
 
 
 def memo_fields(memo: Any) -> tuple[str, str | None]:

@@ -19,6 +19,7 @@ from anchorpay.domain.assets import AssetList
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET, SANDBOX_NETWORK_PASSPHRASE
 from anchorpay.sandbox.faults import Faults
 from anchorpay.sandbox.ledger import SandboxLedger
+from anchorpay.sandbox.persist import MEMORY, LedgerFile
 from anchorpay.sandbox.state import (
     LedgerHeader,
     Queued,
@@ -27,6 +28,7 @@ from anchorpay.sandbox.state import (
     asset_issuer,
     is_credit_asset_id,
 )
+from anchorpay.sandbox.wallet import PaymentRequest, sign_payment
 
 log = logging.getLogger("anchorpay.sandbox")
 
@@ -55,20 +57,29 @@ class Sandbox:
         ledger_close_s: float | None = 5.0,
         clock: Callable[[], datetime] | None = None,
         submit_timeout_s: float = 30.0,
+        state: str = MEMORY,
     ) -> None:
         self.assets = assets
         self.network_passphrase = network_passphrase
         self.ledger_close_s = ledger_close_s
         self.submit_timeout_s = submit_timeout_s
-        self.ledger = SandboxLedger(network_passphrase, clock)
+        # SANDBOX_STATE: a file keeps the network across restarts; `:memory:` starts anew.
+        self.state = state
+        store = None if state == MEMORY else LedgerFile(state)
+        self.ledger = SandboxLedger(network_passphrase, clock, store)
         self.faults = Faults()
         # Requests per route and per account ("" when the route names none), for tests that
         # count ledger reads: counters["GET /accounts/{id}"]["G…"].
         self.counters: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.distribution = Keypair.from_secret(distribution_secret)
+        # The secrets of the accounts this sandbox made (sandbox-only keys): `POST
+        # /sandbox/payments` may name the payer by its account id alone.
+        self.keys = self.ledger.keys
+        self.keys[self.distribution_account] = distribution_secret
         self._waiters: dict[str, asyncio.Future[SubmitAnswer]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._genesis()
+        if self.ledger.fresh:
+            self._genesis()
 
     @property
     def distribution_account(self) -> str:
@@ -98,7 +109,27 @@ class Sandbox:
         self.ledger.create_account(keypair.public_key, xlm)
         for asset_id in trust:
             self.ledger.add_trustline(keypair.public_key, asset_id)
+        self.ledger.remember_key(keypair.public_key, keypair.secret)
         return keypair
+
+    async def pay(self, request: PaymentRequest, wait: bool = True) -> SubmitAnswer | Queued:
+        """Sign the payment with the payer's next sequence number and submit it like any
+        envelope: waiting for its ledger (Horizon's POST /transactions), or only queued."""
+        payer = request.source.public_key
+        account = self.ledger.accounts.get(payer)
+        if account is None:
+            return Rejected(None, "", "tx_no_source_account")
+        ahead = sum(1 for pending in self.ledger.queue if pending.source == payer)
+        now = int(self.ledger.clock().timestamp())
+        # No await between reading the sequence number and queueing: two payments from one
+        # payer cannot take the same number.
+        xdr = sign_payment(request, account.sequence + ahead, self.network_passphrase, now)
+        if wait:
+            return await self.submit(xdr)
+        outcome = self.ledger.submit(xdr)
+        return (
+            Rejected(outcome.hash, xdr, "tx_bad_seq") if isinstance(outcome, TxRecord) else outcome
+        )
 
     def count(self, route: str, key: str = "") -> None:
         self.counters[route][key] += 1
@@ -137,6 +168,18 @@ class Sandbox:
         except TimeoutError:
             return TimedOut(outcome.hash)  # still queued: it may apply later, like on Horizon
 
+    def submit_async(self, envelope_xdr: str) -> tuple[str, Rejected | Queued | TxRecord]:
+        """stellar-core's verdict without waiting for a ledger: PENDING (queued now),
+        DUPLICATE (already queued) or ERROR (refused; an applied hash has used its sequence
+        number, so core answers tx_bad_seq for it)."""
+        before = len(self.ledger.queue)
+        outcome = self.ledger.submit(envelope_xdr)
+        if isinstance(outcome, Queued):
+            return ("PENDING" if len(self.ledger.queue) > before else "DUPLICATE"), outcome
+        if isinstance(outcome, TxRecord):
+            return "ERROR", Rejected(outcome.hash, envelope_xdr, "tx_bad_seq")
+        return "ERROR", outcome
+
     async def close_ledger(self) -> LedgerHeader:
         """Close a ledger now and answer the submissions it decided."""
         closed = self.ledger.close()
@@ -165,8 +208,20 @@ class Sandbox:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        log.info(
+            "sandbox: network %s at ledger %d (%s)",
+            self.ledger.network_id[:12],
+            self.ledger.latest.sequence,
+            "new" if self.ledger.fresh else f"continued from {self.state}",
+        )
         if self.ledger_close_s is not None and self._task is None:
             self._task = asyncio.create_task(self._close_every(self.ledger_close_s))
+
+    def close_state(self) -> None:
+        """Close the state file (a process that ends without it loses nothing: every change
+        is committed as it happens)."""
+        if self.ledger.store is not None:
+            self.ledger.store.close()
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -108,9 +108,12 @@ class Scratch:
     def create(self, account: AccountState) -> None:
         self._changed[account.account_id] = account
 
-    def commit(self) -> None:
+    def commit(self) -> list[str]:
+        """Apply the changes; answers the ids of the accounts changed (or read)."""
+        changed = list(self._changed)
         self._base.update(self._changed)
         self._changed = {}
+        return changed
 
 
 @dataclass(frozen=True, slots=True)

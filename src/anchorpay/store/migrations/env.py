@@ -12,6 +12,7 @@ from anchorpay.store import (
     fireblocks_tables,  # noqa: F401
     job_leases,  # noqa: F401
     ledger_hashes,  # noqa: F401
+    ledger_network,  # noqa: F401
     observer_tables,  # noqa: F401
     tables,  # noqa: F401  (registers the tables on the metadata)
 )

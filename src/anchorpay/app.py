@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount
 
 from anchorpay import runtime
 from anchorpay.adapters.ledger import LedgerClient
-from anchorpay.api import health, observer, payouts, transactions
+from anchorpay.api import events, health, observer, payouts, transactions
 from anchorpay.api.limits import CatchAll, RequestLimits
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
@@ -154,7 +154,7 @@ def create_app(
 
     checks = [("payouts", payouts.payouts_check), ("observer", observer.observer_check)]
     routes: list[BaseRoute] = [rpc_route(), *transactions.routes(), *health.routes(checks)]
-    routes += [*payouts.routes(), *observer.routes()]
+    routes += [*payouts.routes(), *observer.routes(), *events.routes()]
     if hooks is not None:
         routes += hooks.routes()
     if sandbox is not None:

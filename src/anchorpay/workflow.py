@@ -131,7 +131,7 @@ async def run_method(
             decimals = refunds.decimals_for(tx, services.assets)
             money.check(method, tx, outcome, entries, decimals, settling=settling)
         await claim_hashes(session, tx, outcome.transaction, now)
-        written = await _write(session, outcome.transaction)
+        written = await _write(session, tx, outcome.transaction, now)
         if outcome.payout is not None:
             try:
                 await payouts.record_intent(
@@ -195,14 +195,17 @@ async def record_settled_payout(
             record = settled.record or await _stellar_transaction(services, settled.hash)
         after = settlement.record(tx, settled, record, services.assets, now)
         await claim_hashes(session, tx, after, now)
-        written = await _write(session, after) if after is not tx else tx
+        written = await _write(session, tx, after, now) if after is not tx else tx
         await in_same_transaction(session)
     return written
 
 
-async def _write(session: AsyncSession, tx: Transaction) -> Transaction:
+async def _write(
+    session: AsyncSession, before: Transaction, tx: Transaction, now: datetime
+) -> Transaction:
+    """The versioned write, with its business event (the repository records it)."""
     try:
-        return await repo.update(session, tx)
+        return await repo.update(session, tx, before, now)
     except ConcurrentModification as exc:
         raise InternalError(str(exc)) from None
     except OperationalError as exc:

@@ -57,7 +57,7 @@ async def list_events(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     try:
         after = store.Cursor.parse(request.query_params.get("after"))
-        limit_value = _number(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        limit_value = _number(request, "limit", float(DEFAULT_LIMIT), 1, MAX_LIMIT)
         if not limit_value.is_integer():
             raise _BadQuery(f"limit must be an integer between 1 and {MAX_LIMIT}")
         wait = _number(request, "wait", 0.0, 0.0, MAX_WAIT_S)

@@ -146,9 +146,7 @@ async def test_500_answers_are_retried(tmp_path: Path) -> None:
 async def test_410_fails_the_event_visibly_and_redeliver_sends_it(tmp_path: Path) -> None:
     gone = {"on": True}
 
-    def refuses_pending_anchor(
-        payload: dict[str, Any], attempt: int
-    ) -> tuple[int, dict[str, str]]:
+    def refuses_pending_anchor(payload: dict[str, Any], attempt: int) -> tuple[int, dict[str, str]]:
         if gone["on"] and payload["transaction"]["status"] == "pending_anchor":
             return 410, {}
         return 204, {}

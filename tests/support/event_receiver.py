@@ -75,9 +75,11 @@ class Receiver:
         self, transaction_id: str, count: int, timeout_s: float = 20.0
     ) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout_s):
-            while len(self.first_arrivals(transaction_id)) < count:
+            while True:
+                arrived = self.first_arrivals(transaction_id)
+                if len(arrived) >= count:
+                    return arrived
                 await asyncio.sleep(0.02)
-        return self.first_arrivals(transaction_id)
 
 
 @contextlib.asynccontextmanager

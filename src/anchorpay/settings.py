@@ -177,6 +177,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_callback(self) -> Settings:
+        if self.events_lease_s <= self.events_delivery_timeout_s:
+            raise ValueError(
+                "EVENTS_LEASE_S must be longer than EVENTS_DELIVERY_TIMEOUT_S "
+                "(else a second worker could send an event still being sent)"
+            )
         url = self.business_callback_url
         if not url:
             return self

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,8 @@ class Receiver:
     attempts: list[Attempt] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)  # payloads answered 2xx
     invalid: int = 0  # callbacks whose signature or timestamp did not verify
+    # Awaited before answering (a receiver that hangs on some callbacks).
+    hold: Callable[[dict[str, Any], int], Awaitable[None]] | None = None
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/event", self._event, methods=["POST"])])
@@ -55,6 +57,8 @@ class Receiver:
             return Response(status_code=401)
         payload: dict[str, Any] = body["payload"]
         tries = sum(1 for a in self.attempts if a.event_id == payload["id"])
+        if self.hold is not None:
+            await self.hold(payload, tries + 1)
         status, headers = self.script(payload, tries + 1)
         self.attempts.append(Attempt(payload["id"], status, time.monotonic()))
         if 200 <= status < 300:

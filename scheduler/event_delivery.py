@@ -18,6 +18,7 @@ and `POST /events/{id}/redeliver` starts a new round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -105,8 +106,38 @@ class EventDispatcher:
         )
         self._owner = owner or f"{PROCESS_OWNER}-events"
         self._backoff = Backoff(settings.events_retry_base_s, settings.events_retry_max_s)
+        self._kick: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run in a task of its own, kicked by the scheduler's ticks: a long run (a backlog, a
+        slow receiver) is never overlapped, and ticks during it are not piled up."""
+        self._kick = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="anchorpay-events.deliver")
+
+    def kick(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
+
+    async def tick(self) -> None:  # the APScheduler job: a coroutine, so it runs on our loop
+        self.kick()
+
+    async def _loop(self) -> None:
+        assert self._kick is not None
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self.run()
+            except Exception:  # the database is away: the next tick tries again
+                log.exception("events: dispatcher run failed")
 
     async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self._client.aclose()
 
     async def run(self) -> int:
@@ -124,19 +155,23 @@ class EventDispatcher:
                 )
             if not batch:
                 return attempts
-            await asyncio.gather(*(self._deliver(row) for row in batch))
+            verdicts = await asyncio.gather(*(self._attempt(row) for row in batch))
             attempts += len(batch)
+            try:  # one commit for the batch's outcomes
+                async with self.services.sessions() as session, session.begin():
+                    for row, verdict in zip(batch, verdicts, strict=True):
+                        if verdict is not None:
+                            await self._record(session, row, verdict)
+            except Exception:  # the database is away: the leases expire, all are sent again
+                log.exception("events: delivery outcomes could not be recorded")
+                return attempts
 
-    async def _deliver(self, row: EventRow) -> None:
+    async def _attempt(self, row: EventRow) -> Verdict | None:
         try:
-            verdict = await self._send(row)
-        except Exception:  # a bug or the database: the lease expires, another round retries
+            return await self._send(row)
+        except Exception:  # a bug: the lease expires and another round retries
             log.exception("event %s: delivery failed unexpectedly", row.id)
-            return
-        try:
-            await self._record(row, verdict)
-        except Exception:  # the database is away: the lease expires, it is sent again
-            log.exception("event %s: its delivery outcome could not be recorded", row.id)
+            return None
 
     async def _send(self, row: EventRow) -> Verdict:
         now = self.services.clock.now()
@@ -154,16 +189,15 @@ class EventDispatcher:
             return Verdict("retry", f"connection failed: {type(exc).__name__}")
         return judge(response.status_code, response.headers.get("retry-after"), now)
 
-    async def _record(self, row: EventRow, verdict: Verdict) -> None:
+    async def _record(self, session: Any, row: EventRow, verdict: Verdict) -> None:
         now = self.services.clock.now()
-        async with self.services.sessions() as session, session.begin():
-            if verdict.kind == "delivered":
-                kept = await store.delivered(session, row.id, self._owner, now)
-            elif verdict.kind == "failed":
-                kept = await store.failed(session, row.id, self._owner, verdict.reason)
-                log.warning("event %s (%s): failed: %s", row.id, row.type, verdict.reason)
-            else:
-                kept = await self._retry(session, row, verdict, now)
+        if verdict.kind == "delivered":
+            kept = await store.delivered(session, row.id, self._owner, now)
+        elif verdict.kind == "failed":
+            kept = await store.failed(session, row.id, self._owner, verdict.reason)
+            log.warning("event %s (%s): failed: %s", row.id, row.type, verdict.reason)
+        else:
+            kept = await self._retry(session, row, verdict, now)
         if not kept:
             log.info("event %s: lease lost while sending; another worker sends it", row.id)
 
@@ -186,8 +220,9 @@ def add_event_delivery_job(scheduler: Any, services: JobServices) -> EventDispat
     if services.settings.event_callback_url is None:
         return None
     dispatcher = EventDispatcher(services)
+    dispatcher.start()
     scheduler.add_job(
-        dispatcher.run,
+        dispatcher.tick,
         "interval",
         seconds=services.settings.events_poll_s,
         id=JOB_ID,

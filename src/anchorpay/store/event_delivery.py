@@ -4,8 +4,8 @@ of each attempt.
 An event is sendable when it is `pending`, due, not leased by a live dispatcher, and no
 earlier event of its transaction is still `pending` (the per-transaction order: a later one
 waits for an earlier undelivered one; a `failed` one does not hold the others back). A claim
-is one conditional UPDATE per row (the payouts' pattern): on PostgreSQL a second worker's
-UPDATE waits on the first's row lock, then re-reads the lease and changes nothing, so two
+is one conditional UPDATE (the payouts' pattern): on PostgreSQL a second worker's UPDATE
+waits on the first's row locks, then re-reads the lease and leaves those rows alone, so two
 workers never send one event at the same time. A dispatcher that dies mid-send loses its
 lease after its TTL and the event is sent again (at least once; consumers dedupe by id).
 """
@@ -54,20 +54,24 @@ async def claim(
             .limit(limit)
         )
     ).scalars()
-    until = now + timedelta(seconds=lease_s)
-    claimed: list[str] = []
-    for event_id in list(candidates):
-        result = await conn.execute(
-            update(_T)
-            .where(_T.c.id == event_id, _T.c.state == PENDING, _lease_free(now))
-            .values(lease_owner=owner, lease_expires_at=until)
-        )
-        if result.rowcount == 1:
-            claimed.append(event_id)
-    if not claimed:
+    ids = list(candidates)
+    if not ids:
         return []
+    until = now + timedelta(seconds=lease_s)
+    # One conditional UPDATE for the lot; rows another worker leased meanwhile stay theirs.
+    await conn.execute(
+        update(_T)
+        .where(_T.c.id.in_(ids), _T.c.state == PENDING, _lease_free(now))
+        .values(lease_owner=owner, lease_expires_at=until)
+    )
     rows = (
-        (await conn.execute(select(_T).where(_T.c.id.in_(claimed)).order_by(_T.c.position)))
+        (
+            await conn.execute(
+                select(_T)
+                .where(_T.c.id.in_(ids), _T.c.lease_owner == owner, _T.c.lease_expires_at == until)
+                .order_by(_T.c.position)
+            )
+        )
         .mappings()
         .all()
     )

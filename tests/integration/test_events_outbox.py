@@ -155,3 +155,21 @@ async def test_bad_feed_queries_are_400(
 async def test_unknown_event_is_404(app_client: AppClient) -> None:
     answer = await app_client.get("/events/nope")
     assert (answer.status_code, answer.json()) == (404, {"error": "event nope not found"})
+
+
+async def test_the_event_routes_take_the_api_auth(
+    client_factory: Any, settings_factory: Any
+) -> None:
+    key = "my-api-key-for-the-business-server"
+    settings = settings_factory(
+        platform_server_auth_type="api_key", secret_platform_api_auth_secret=key
+    )
+    async with client_factory(settings) as client:
+        for response in (
+            await client.get("/events"),
+            await client.get("/events/x"),
+            await client.post("/events/x/redeliver"),
+        ):
+            assert (response.status_code, response.text) == (403, '{\n  "error": "forbidden"\n}')
+        allowed = await client.get("/events", headers={"X-Api-Key": key})
+        assert (allowed.status_code, allowed.json()) == (200, {"events": [], "next": "0-0"})

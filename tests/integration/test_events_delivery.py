@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from support.event_receiver import SECRET, Receiver, receiving
-from support.payout_fixtures import Env, funded_deposit, running_app
+from support.payout_fixtures import XLM, Env, funded_deposit, running_app
 from support.sandbox_fixtures import free_port
 
 # Statuses a funded deposit paid by the worker goes through, one event each.
@@ -186,3 +186,29 @@ async def test_410_fails_the_event_visibly_and_redeliver_sends_it(tmp_path: Path
     resent = [p for p in receiver.accepted if p["id"] == refused["id"]]
     assert len(resent) == 2 and resent[0] == resent[1]
     assert resent[0]["transaction"]["status"] == "pending_anchor"
+
+
+async def test_a_failed_payout_reaches_the_receiver_as_transaction_error(tmp_path: Path) -> None:
+    from stellar_sdk import Keypair
+
+    port = free_port()
+    receiver = Receiver()
+    async with receiving(receiver, port), running_app(tmp_path, **callback_settings(port)) as env:
+        nobody = Keypair.random().public_key  # not on the ledger: the payment fails for good
+        tx_id = await funded_deposit(env, nobody, asset=XLM, amount_out="5")
+        await env.ok("do_stellar_payment", {"transaction_id": tx_id})
+        assert await env.until_status(tx_id, "error") == "error"
+        arrived = await receiver.until_accepted(tx_id, 5)
+        final = await env.tx(tx_id)
+
+    assert [(e["type"], e["transaction"]["status"]) for e in arrived] == [
+        ("transaction_created", "incomplete"),
+        ("transaction_status_changed", "pending_user_transfer_start"),
+        ("transaction_status_changed", "pending_anchor"),
+        ("transaction_status_changed", "pending_stellar"),
+        ("transaction_error", "error"),
+    ]
+    assert arrived[-1]["transaction"] == final
+    assert final["message"] == (
+        f"The destination account {nobody} does not exist on the ledger (op_no_destination)"
+    )

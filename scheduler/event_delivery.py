@@ -139,6 +139,11 @@ class EventDispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._client.aclose()
+        try:  # what this worker was sending goes to the others now, not after the lease
+            async with self.services.sessions() as session, session.begin():
+                await store.release(session, self._owner)
+        except Exception as exc:  # the leases expire by themselves
+            log.warning("events: leases not released at stop (%s)", exc)
 
     async def run(self) -> int:
         """Send until nothing is sendable; returns how many attempts were made."""

@@ -166,6 +166,8 @@ async def test_410_fails_the_event_visibly_and_redeliver_sends_it(tmp_path: Path
         ]
         statuses = [a.status for a in receiver.attempts if a.event_id == refused["id"]]
         assert statuses == [410]  # failed at once, never retried
+        listed = (await env.client.get("/events", params={"state": "failed"})).json()
+        assert [e["id"] for e in listed["events"]] == [refused["id"]]
 
         assert (await env.client.post("/events/nope/redeliver")).status_code == 404
         gone["on"] = False

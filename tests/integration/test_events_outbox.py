@@ -143,6 +143,7 @@ async def test_long_poll_answers_when_an_event_arrives(app_client: AppClient) ->
         ({"limit": "1.5"}, "limit must be an integer between 1 and 500"),
         ({"wait": "31"}, "wait must be a number between 0 and 30"),
         ({"wait": "nan"}, "wait must be a number between 0 and 30"),
+        ({"state": "lost"}, "state must be one of pending, delivered, failed"),
     ],
 )
 async def test_bad_feed_queries_are_400(

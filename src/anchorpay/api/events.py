@@ -1,9 +1,11 @@
 """The business events over HTTP (behind the platform API auth, like /transactions):
 
-- `GET /events?after=<cursor>&limit=100&wait=0`: events in feed order after `after` (absent:
-  from the start), with `next`, the cursor to pass next time (unchanged when nothing came).
-  `wait` (seconds, at most 30): long-poll, answer as soon as an event is there, or empty
-  when the wait is over. The cursor never skips an event a concurrent writer commits late
+- `GET /events?after=<cursor>&limit=100&wait=0&state=`: events in feed order after `after`
+  (absent: from the start), with `next`, the cursor to pass next time (unchanged when
+  nothing came). `wait` (seconds, at most 30): long-poll, answer as soon as an event is
+  there, or empty when the wait is over. `state=failed` (or pending, delivered): only the
+  events whose delivery to BUSINESS_CALLBACK_URL is in that state, e.g. to redeliver the
+  failed ones. The cursor never skips an event a concurrent writer commits late
   (`store/events.py` says how on PostgreSQL).
 - `GET /events/{id}`: one event and how its delivery stands.
 - `POST /events/{id}/redeliver`: send a delivered or failed event to the business server
@@ -30,6 +32,7 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 MAX_WAIT_S = 30.0
 POLL_S = 0.1  # a long-poll looks again this often (any API process may see the commit)
+STATES = (event_delivery.PENDING, event_delivery.DELIVERED, event_delivery.FAILED)
 
 
 class _BadQuery(ValueError):
@@ -61,13 +64,16 @@ async def list_events(request: Request) -> JSONResponse:
         if not limit_value.is_integer():
             raise _BadQuery(f"limit must be an integer between 1 and {MAX_LIMIT}")
         wait = _number(request, "wait", 0.0, 0.0, MAX_WAIT_S)
+        state = request.query_params.get("state") or None
+        if state is not None and state not in STATES:
+            raise _BadQuery("state must be one of pending, delivered, failed")
     except ValueError as exc:
         return _error(400, str(exc))
     limit = int(limit_value)
     deadline = time.monotonic() + wait
     while True:
         async with services.sessions() as session, session.begin():
-            rows = await store.feed(session, after, limit)
+            rows = await store.feed(session, after, limit, state)
         if rows or time.monotonic() >= deadline:
             break
         await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))

@@ -157,6 +157,16 @@ async def redeliver(session: AsyncSession, event_id: str, now: datetime) -> Even
     return EventRow.model_validate(dict(row)) if row is not None else None
 
 
+async def release(session: AsyncSession, owner: str) -> None:
+    """Give back every lease of `owner` at once (a clean stop): no one waits for the TTL."""
+    conn = await session.connection()
+    await conn.execute(
+        update(_T)
+        .where(_T.c.lease_owner == owner, _T.c.state == PENDING)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
 async def count_by_state(session: AsyncSession) -> dict[str, int]:
     conn = await session.connection()
     rows = await conn.execute(select(_T.c.state, func.count()).group_by(_T.c.state))

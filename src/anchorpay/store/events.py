@@ -96,11 +96,16 @@ def _horizon(dialect: str) -> Any:
     return None
 
 
-async def feed(session: AsyncSession, after: Cursor, limit: int) -> list[EventRow]:
+async def feed(
+    session: AsyncSession, after: Cursor, limit: int, state: str | None = None
+) -> list[EventRow]:
     """Up to `limit` events after `after`, in feed order, none that a later commit could
-    still precede (see the module's docstring)."""
+    still precede (see the module's docstring); `state`: only those whose delivery is in
+    that state (e.g. the failed ones)."""
     conn = await session.connection()
     query = select(_T).where(tuple_(_T.c.txid, _T.c.position) > (after.txid, after.position))
+    if state is not None:
+        query = query.where(_T.c.state == state)
     horizon = _horizon(conn.dialect.name)
     if horizon is not None:
         query = query.where(_T.c.txid < horizon)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from support.event_receiver import SECRET, Receiver, receiving
-from support.payout_fixtures import XLM, Env, funded_deposit, running_app
+from support.payout_fixtures import (
+    USDC,
+    XLM,
+    Env,
+    create_withdrawal,
+    funded_deposit,
+    onchain_funds_params,
+    running_app,
+)
 from support.sandbox_fixtures import free_port
 
 # Statuses a funded deposit paid by the worker goes through, one event each.
@@ -74,6 +82,7 @@ async def test_every_change_reaches_the_receiver_in_order_signed(tmp_path: Path)
             await until_delivery(env, event["id"], "delivered")
         final = await env.tx(tx_id)
 
+    assert await outbox_matches_versions(tmp_path) == {tx_id: 5}
     assert receiver.invalid == 0
     assert [e["transaction"]["status"] for e in arrived] == DEPOSIT_STATUSES
     assert [e["type"] for e in arrived] == DEPOSIT_TYPES
@@ -214,3 +223,69 @@ async def test_a_failed_payout_reaches_the_receiver_as_transaction_error(tmp_pat
     assert final["message"] == (
         f"The destination account {nobody} does not exist on the ledger (op_no_destination)"
     )
+
+
+async def outbox_matches_versions(tmp_path: Path) -> dict[str, int]:
+    """Every transaction has exactly one event per committed write: created + one per version
+    bump (the repository's only writes), numbered 1..n. Returns events per transaction."""
+    from sqlalchemy import text
+
+    from anchorpay.store.db import create_engine
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'anchorpay.db'}")
+    try:
+        async with engine.connect() as conn:
+            versions = dict(
+                (await conn.execute(text("SELECT id, version FROM sep24_transactions"))).all()
+            )
+            seqs: dict[str, list[int]] = {}
+            for tx_id, seq in await conn.execute(
+                text("SELECT transaction_id, seq FROM events ORDER BY transaction_id, seq")
+            ):
+                seqs.setdefault(tx_id, []).append(seq)
+    finally:
+        await engine.dispose()
+    assert set(seqs) == set(versions)
+    for tx_id, version in versions.items():
+        assert seqs[tx_id] == list(range(1, version + 2)), (tx_id, version, seqs[tx_id])
+    return {tx_id: len(s) for tx_id, s in seqs.items()}
+
+
+async def test_observer_credit_and_worker_refund_reach_the_receiver(tmp_path: Path) -> None:
+    """The paths no business call makes: the payment observer crediting a withdrawal, the
+    worker recording its refund (a `refunds` change) and its status."""
+    port = free_port()
+    receiver = Receiver()
+    settings = {**callback_settings(port), "observer_interval_s": 0.1}
+    async with receiving(receiver, port), running_app(tmp_path, **settings) as env:
+        user = await env.account(trust=(USDC,))
+        funding = await funded_deposit(env, user.public_key, amount_out="10")
+        await env.ok("do_stellar_payment", {"transaction_id": funding})
+        assert await env.until_status(funding, "completed") == "completed"
+
+        tx_id: str = (await create_withdrawal(env.client, user.public_key))["id"]
+        asked = await env.ok("request_onchain_funds", onchain_funds_params(tx_id))
+        assert asked["memo_type"] == "id"
+        await env.pay(user, asked["destination_account"], "10", memo_id=int(asked["memo"]))
+        assert await env.until_status(tx_id, "pending_anchor") == "pending_anchor"
+        refund = {
+            "amount": {"amount": "9", "asset": USDC},
+            "amount_fee": {"amount": "1", "asset": USDC},
+        }
+        await env.ok("do_stellar_refund", {"transaction_id": tx_id, "refund": refund})
+        assert await env.until_status(tx_id, "refunded") == "refunded"
+        arrived = await receiver.until_accepted(tx_id, 5)
+        final = await env.tx(tx_id)
+    counts = await outbox_matches_versions(tmp_path)
+
+    assert [e["transaction"]["status"] for e in arrived] == [
+        "incomplete",
+        "pending_user_transfer_start",
+        "pending_anchor",  # the observer credited the payment
+        "pending_stellar",
+        "refunded",  # the worker confirmed the refund
+    ]
+    assert "refunds" not in arrived[3]["transaction"]
+    assert arrived[-1]["transaction"]["refunds"] == final["refunds"]
+    assert arrived[-1]["transaction"] == final
+    assert counts == {funding: 5, tx_id: 5}

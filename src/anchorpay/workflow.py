@@ -25,6 +25,7 @@ from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain import hashes, machine, money, refunds, settlement
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams, InvalidRequest
+from anchorpay.domain.events import EventType
 from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.settings import Settings
@@ -198,6 +199,30 @@ async def record_settled_payout(
         written = await _write(session, tx, after, now) if after is not tx else tx
         await in_same_transaction(session)
     return written
+
+
+async def record_payout_failure(
+    sessions: async_sessionmaker[AsyncSession],
+    transaction_id: str,
+    payout: dict[str, Any],
+    *,
+    now: datetime,
+    in_same_transaction: InSameTransaction,
+) -> None:
+    """A payout failed for good but its transaction is not moved (the business moved it
+    elsewhere): the `payout_failed` event, in the same database transaction as the payout's
+    final write. The transaction is written unchanged with a new version, so the event's
+    sequence number is taken under the same optimistic lock as every other change."""
+    async with sessions() as session, session.begin():
+        tx = await repo.get(session, transaction_id)
+        if tx is not None:
+            try:
+                await repo.update(
+                    session, tx.clone(), tx, now, event=EventType.PAYOUT_FAILED, detail=payout
+                )
+            except ConcurrentModification as exc:
+                raise InternalError(str(exc)) from None
+        await in_same_transaction(session)
 
 
 async def _write(

@@ -5,6 +5,9 @@
 `notify_transaction_error`). `transaction_status_changed`: any other committed change,
 with or without a new status (refunds, stellar_transactions, amounts), as the Anchor
 Platform's RPC sends it after every update, so an existing AP business server parses it.
+`payout_failed` (anchorpay's own): a payout failed for good while the business had moved
+its transaction elsewhere, so the transaction itself did not change; the event carries the
+transaction and the payout (`payout`: id, purpose, error).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class EventType(StrEnum):
     TRANSACTION_CREATED = "transaction_created"
     TRANSACTION_STATUS_CHANGED = "transaction_status_changed"
     TRANSACTION_ERROR = "transaction_error"
+    PAYOUT_FAILED = "payout_failed"
 
 
 def change_type(before: Status | None, after: Status) -> EventType:

@@ -14,12 +14,15 @@ from anchorpay.store.transactions import from_snapshot
 
 def event_payload(row: EventRow, assets: AssetList) -> dict[str, Any]:
     tx = from_snapshot(row.transaction)
-    return {
+    payload: dict[str, Any] = {
         "id": row.id,
         "type": row.type,
         "sep": tx.sep,
         "transaction": transaction_result(tx, assets),
     }
+    if row.detail is not None:  # payout_failed: which payout, and why
+        payload["payout"] = row.detail
+    return payload
 
 
 def feed_entry(row: EventRow, assets: AssetList) -> dict[str, Any]:

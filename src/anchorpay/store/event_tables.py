@@ -43,6 +43,8 @@ class EventRow(SQLModel, table=True):
     # The transaction as it was after the change (store/transactions.py `snapshot`),
     # rendered as `get_transaction` answers when the event is read.
     transaction: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # payout_failed: the payout (id, purpose, error); None for the transaction's own events.
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
     # Delivery to BUSINESS_CALLBACK_URL: pending -> delivered | failed (redeliver: pending).
     state: str = Field(default="pending", max_length=16)

@@ -62,6 +62,7 @@ async def record(
     event_type: EventType,
     snapshot: dict[str, Any],
     at: datetime,
+    detail: dict[str, Any] | None = None,
 ) -> str:
     """Insert one event in the session's database transaction; returns its id. The caller
     holds the transaction's row (its insert, or its versioned update), so the next `seq` of
@@ -79,6 +80,7 @@ async def record(
         "type": event_type.value,
         "created_at": at,
         "transaction": snapshot,
+        "detail": detail,
         "state": "pending",
         "attempts": 0,
         "deliver_since": at,

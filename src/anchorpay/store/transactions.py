@@ -20,7 +20,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from anchorpay.domain.events import change_type
+from anchorpay.domain.events import EventType, change_type
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import (
     FeeDetail,
@@ -196,10 +196,13 @@ async def update(
     tx: Transaction,
     before: Transaction | None = None,
     now: datetime | None = None,
+    event: EventType | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> Transaction:
     """Write `tx` over the stored row if nobody wrote since `tx.version` was read, with its
     event. `before`: the value the caller read (its status names the event); without it the
     stored status is read. `now`: the change's time (the event's), default its updated_at.
+    `event`, `detail`: an event other than the change's own (payout_failed) and its detail.
     Returns the value with its new version."""
     if before is not None:
         before_status = before.status
@@ -221,9 +224,8 @@ async def update(
     written = tx.clone()
     written.version = tx.version + 1
     at = now or written.updated_at or written.started_at
-    await events.record(
-        session, tx.id, change_type(before_status, written.status), snapshot(written), at
-    )
+    event_type = event or change_type(before_status, written.status)
+    await events.record(session, tx.id, event_type, snapshot(written), at, detail)
     return written
 
 

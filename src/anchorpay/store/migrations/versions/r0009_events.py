@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("created_at", anchorpay.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("txid", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("transaction", sa.JSON(), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=True),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column(

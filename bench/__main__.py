@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import fireblocks_bench, machine_bench, rpc_bench, trustline_bench
+from bench import events_bench, fireblocks_bench, machine_bench, rpc_bench, trustline_bench
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     asyncio.run(rpc_bench.main())
     asyncio.run(trustline_bench.main())
     asyncio.run(fireblocks_bench.main())
+    asyncio.run(events_bench.main())
 
 
 if __name__ == "__main__":

@@ -244,7 +244,42 @@ class Completion:
         if refused is not None:
             status = refused.status.value if refused.status is not None else "unknown"
             note = f"{reason}; transaction was in status {status} and was not moved"
-            await proc.save(row, final.move, release=True, **final.noted(note))
+            await self._fail_unmoved(proc, row, final, note, reason)
+
+    async def _fail_unmoved(
+        self, proc: Holder, row: PayoutRow, final: Final, note: str, reason: str
+    ) -> None:
+        """The payout's failure with the `payout_failed` event (the business learns of it
+        though its transaction does not change), in one database transaction. If that cannot
+        be written (the transaction changed meanwhile, the database is busy), the payout's
+        failure is saved alone, as before events existed: the payout comes first."""
+        now = self.clock()
+        changes = final.noted(note)
+        written: list[PayoutRow] = []
+
+        async def finish(session: AsyncSession) -> None:
+            new = await store.save(
+                session, row, proc.owner, now, final.move, release=True, **changes
+            )
+            written.append(new)
+
+        detail = {"id": row.id, "purpose": row.purpose, "state": "failed", "error": reason}
+        try:
+            await workflow.record_payout_failure(
+                self.services.sessions,
+                row.transaction_id,
+                detail,
+                now=now,
+                in_same_transaction=finish,
+            )
+        except store.LeaseLost:
+            raise
+        except Exception as exc:
+            log.warning("payout %s: payout_failed event not written (%s)", row.id, exc)
+            await proc.save(row, final.move, release=True, **changes)
+            return
+        if written:
+            log_change(row, written[-1], "payout_failed event written")
 
     async def trustline_lost(self, proc: Holder, row: PayoutRow, reason: str) -> None:
         """A deposit's destination dropped its trustline before anything was sent: the

@@ -45,6 +45,7 @@ OPTIONAL_JOBS = (
     ("anchorpay.scheduler.observer", "add_observer_job"),
     ("anchorpay.scheduler.trustlines", "add_trustline_job"),
     ("anchorpay.scheduler.fireblocks_incoming", "add_fireblocks_incoming_job"),
+    ("anchorpay.scheduler.event_delivery", "add_event_delivery_job"),
 )
 
 

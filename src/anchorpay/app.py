@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount
 
 from anchorpay import network_guard, runtime
 from anchorpay.adapters.ledger import LedgerClient, LedgerError, LedgerNetwork
-from anchorpay.api import health, observer, payouts, transactions
+from anchorpay.api import events, health, observer, payouts, transactions
 from anchorpay.api import metrics as metrics_api
 from anchorpay.api.limits import CatchAll, RequestLimits
 from anchorpay.api.request_ids import RequestIds
@@ -208,7 +208,7 @@ def create_app(
     registry = Registry()  # one method table for the RPC and its OpenRPC description
     routes: list[BaseRoute] = [rpc_route(registry), openrpc_route(registry)]
     routes += [*transactions.routes(), *health.routes(checks)]
-    routes += [*payouts.routes(), *observer.routes(), *metrics_api.routes()]
+    routes += [*payouts.routes(), *observer.routes(), *events.routes(), *metrics_api.routes()]
     if hooks is not None:
         routes += hooks.routes()
     if sandbox is not None:

@@ -174,6 +174,17 @@ class Settings(BaseSettings):
     observer_interval_s: float = Field(2.0, gt=0)
     observer_stall_s: float = Field(300.0, gt=0)
 
+    # Business events (the outbox): delivery to the business server's callback API.
+    business_callback_url: str | None = None
+    business_callback_secret: SecretStr | None = None
+    events_delivery_timeout_s: float = Field(5.0, gt=0)
+    events_delivery_concurrency: int = Field(8, ge=1, le=256)
+    events_poll_s: float = Field(0.25, gt=0)
+    events_lease_s: float = Field(30.0, gt=0)
+    events_retry_base_s: float = Field(1.0, gt=0)
+    events_retry_max_s: float = Field(300.0, gt=0)
+    events_max_age_s: float = Field(86400.0, gt=0)
+
     # Messages the worker writes when it moves a transaction itself.
     outgoing_payment_sent_message: str = "Outgoing payment sent"
     incoming_payment_received_message: str = "Received an incoming payment"
@@ -242,6 +253,26 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_callback(self) -> Settings:
+        if self.events_lease_s <= self.events_delivery_timeout_s:
+            raise ValueError(
+                "EVENTS_LEASE_S must be longer than EVENTS_DELIVERY_TIMEOUT_S "
+                "(else a second worker could send an event still being sent)"
+            )
+        url = self.business_callback_url
+        if not url:
+            return self
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("BUSINESS_CALLBACK_URL must be an http:// or https:// URL")
+        secret = self.business_callback_secret
+        if secret is None or not secret.get_secret_value():
+            raise ValueError(
+                "BUSINESS_CALLBACK_SECRET is required when BUSINESS_CALLBACK_URL is set "
+                "(every event is signed with it)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_custody(self) -> Settings:
         if self.deposit_info_generator == "custody" and self.effective_custody_type != "fireblocks":
             raise ValueError(
@@ -267,6 +298,13 @@ class Settings(BaseSettings):
         )
 
     # Derived values: one place decides them, so every process agrees.
+
+    @property
+    def event_callback_url(self) -> str | None:
+        """Where events are POSTed (the AP callback API's `/event`), None when off."""
+        if not self.business_callback_url:
+            return None
+        return self.business_callback_url.rstrip("/") + "/event"
 
     @property
     def effective_custody_type(self) -> str:

@@ -26,6 +26,7 @@ from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain import hashes, machine, money, refunds, settlement
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.errors import InternalError, InvalidParams, InvalidRequest
+from anchorpay.domain.events import EventType
 from anchorpay.domain.settlement import SettledPayout
 from anchorpay.domain.transaction import StellarTransaction, Transaction
 from anchorpay.metrics import Metrics
@@ -150,7 +151,7 @@ async def run_method(
             decimals = refunds.decimals_for(tx, services.assets)
             money.check(method, tx, outcome, entries, decimals, settling=settling)
         await claim_hashes(session, tx, outcome.transaction, now)
-        written = await _write(session, outcome.transaction)
+        written = await _write(session, tx, outcome.transaction, now)
         if outcome.payout is not None:
             try:
                 await payouts.record_intent(
@@ -221,14 +222,41 @@ async def record_settled_payout(
                 record = settled.record
         after = settlement.record(tx, settled, record, services.assets, now)
         await claim_hashes(session, tx, after, now)
-        written = await _write(session, after) if after is not tx else tx
+        written = await _write(session, tx, after, now) if after is not tx else tx
         await in_same_transaction(session)
     return written
 
 
-async def _write(session: AsyncSession, tx: Transaction) -> Transaction:
+async def record_payout_failure(
+    sessions: async_sessionmaker[AsyncSession],
+    transaction_id: str,
+    payout: dict[str, Any],
+    *,
+    now: datetime,
+    in_same_transaction: InSameTransaction,
+) -> None:
+    """A payout failed for good but its transaction is not moved (the business moved it
+    elsewhere): the `payout_failed` event, in the same database transaction as the payout's
+    final write. The transaction is written unchanged with a new version, so the event's
+    sequence number is taken under the same optimistic lock as every other change."""
+    async with sessions() as session, session.begin():
+        tx = await repo.get(session, transaction_id)
+        if tx is not None:
+            try:
+                await repo.update(
+                    session, tx.clone(), tx, now, event=EventType.PAYOUT_FAILED, detail=payout
+                )
+            except ConcurrentModification as exc:
+                raise InternalError(str(exc)) from None
+        await in_same_transaction(session)
+
+
+async def _write(
+    session: AsyncSession, before: Transaction, tx: Transaction, now: datetime
+) -> Transaction:
+    """The versioned write, with its business event (the repository records it)."""
     try:
-        return await repo.update(session, tx)
+        return await repo.update(session, tx, before, now)
     except ConcurrentModification as exc:
         raise InternalError(str(exc)) from None
     except OperationalError as exc:

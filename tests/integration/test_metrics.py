@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from support.payout_fixtures import funded_deposit, running_app
 
-SECRET = "m" * 40
+SECRET = "metrics-scrape-" + "k3y" * 10  # strong: long, not one repeated character
 
 
 async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

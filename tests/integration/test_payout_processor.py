@@ -37,6 +37,7 @@ from anchorpay.scheduler.completion import Completion
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.scheduler.retry import Backoff
 from anchorpay.settings import Settings
+from anchorpay.store import events as event_store
 from anchorpay.store import payouts as store
 from anchorpay.store import transactions as tx_store
 from anchorpay.store.db import create_engine, session_factory
@@ -341,6 +342,33 @@ async def test_permanent_failure_errors_the_transaction_without_retry(rig: Rig) 
     q = await rig.intent("tx2", amount="bad")
     await rig.worker().run_batch()
     assert (await rig.payout(q.id)).last_error == "Amount bad cannot be paid"
+
+
+async def test_refused_failure_fails_the_payout_with_a_payout_failed_event(rig: Rig) -> None:
+    """The business moved the transaction: the failure does not move it, but the business
+    learns of it (payout_failed), in the same database transaction as the payout's end."""
+    p = await rig.intent("tx1")
+    rig.custodian.script = ["fail"]
+    rig.workflow.refuse = InvalidRequest("RPC method[notify_transaction_error] is not supported")
+    await rig.worker().run_batch()
+    row = await rig.payout(p.id)
+    reason = "The destination account does not exist (op_no_destination)"
+    assert (row.state, row.last_error) == (
+        "failed",
+        f"{reason}; transaction was in status pending_stellar and was not moved",
+    )
+    async with rig.sessions() as s:
+        events = await event_store.for_transaction(s, "tx1")
+        tx = await tx_store.get(s, "tx1")
+    assert [(e.type, e.seq) for e in events] == [("transaction_created", 1), ("payout_failed", 2)]
+    assert events[1].detail == {
+        "id": p.id,
+        "purpose": "payment",
+        "state": "failed",
+        "error": reason,
+    }
+    assert tx is not None and (tx.status, tx.version) == (Status.PENDING_STELLAR, 1)
+    assert tx_store.from_snapshot(events[1].transaction) == tx
 
 
 async def test_refused_completion_is_recorded_not_repaid(rig: Rig) -> None:

@@ -63,12 +63,12 @@ async def test_racing_refunds_never_exceed_amount_in(
     barrier = asyncio.Barrier(2)
     original = repo.update
 
-    async def update_after_both_validated(session: Any, tx: Any) -> Any:
+    async def update_after_both_validated(session: Any, tx: Any, *rest: Any) -> Any:
         # both requests have read and validated the same version before either writes
         async with asyncio.timeout(10):
             await barrier.wait()
         await asyncio.sleep(0.01 * attempt)
-        return await original(session, tx)
+        return await original(session, tx, *rest)
 
     monkeypatch.setattr(repo, "update", update_after_both_validated)
     answers = await asyncio.gather(

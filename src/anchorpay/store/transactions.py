@@ -2,6 +2,10 @@
 
 `update` writes only when the stored version is the one the caller read, and bumps it; a
 lost race raises `ConcurrentModification`, and the caller's database transaction rolls back.
+
+`insert` and `update` are the only writes of a transaction, and each records its business
+event (the outbox, `store/events.py`) in the same database transaction: one seam, so no
+path (RPC, worker, observer, trustline poller) can change a transaction without its event.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.domain.events import EventType, change_type
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import (
     FeeDetail,
@@ -25,6 +30,7 @@ from anchorpay.domain.transaction import (
     StellarTransaction,
     Transaction,
 )
+from anchorpay.store import events
 from anchorpay.store.tables import TransactionRow
 
 OrderBy = Literal["created_at", "transfer_received_at", "user_action_required_by"]
@@ -101,20 +107,56 @@ def to_row_values(tx: Transaction) -> dict[str, Any]:
 
 
 def from_row(row: TransactionRow) -> Transaction:
-    values: dict[str, Any] = {name: getattr(row, name) for name in _SIMPLE_FIELDS}
+    return _from_values({name: getattr(row, name) for name in _ALL_FIELDS})
+
+
+_ALL_FIELDS = (
+    *_SIMPLE_FIELDS,
+    "kind",
+    "status",
+    "fee_details",
+    "refunds",
+    "stellar_transactions",
+)
+_DATETIME_FIELDS = (
+    "started_at",
+    "updated_at",
+    "completed_at",
+    "transfer_received_at",
+    "user_action_required_by",
+)
+
+
+def snapshot(tx: Transaction) -> dict[str, Any]:
+    """The transaction as JSON-ready values (an event's copy of it)."""
+    values = to_row_values(tx)
+    for name in _DATETIME_FIELDS:
+        values[name] = _dt_out(values[name])
+    return values
+
+
+def from_snapshot(values: dict[str, Any]) -> Transaction:
+    converted = dict(values)
+    for name in _DATETIME_FIELDS:
+        converted[name] = _dt_in(converted.get(name))
+    return _from_values(converted)
+
+
+def _from_values(row: dict[str, Any]) -> Transaction:
+    values: dict[str, Any] = {name: row[name] for name in _SIMPLE_FIELDS}
     refunds = None
-    if row.refunds is not None:
+    if row["refunds"] is not None:
         refunds = Refunds(
-            amount_refunded=row.refunds["amount_refunded"],
-            amount_fee=row.refunds["amount_fee"],
-            payments=[RefundPayment(**p) for p in row.refunds.get("payments", [])],
+            amount_refunded=row["refunds"]["amount_refunded"],
+            amount_fee=row["refunds"]["amount_fee"],
+            payments=[RefundPayment(**p) for p in row["refunds"].get("payments", [])],
         )
     return Transaction(
         **values,
-        kind=Kind(row.kind),
-        status=Status(row.status),
-        fee_details=[FeeDetail(**d) for d in row.fee_details]
-        if row.fee_details is not None
+        kind=Kind(row["kind"]),
+        status=Status(row["status"]),
+        fee_details=[FeeDetail(**d) for d in row["fee_details"]]
+        if row["fee_details"] is not None
         else None,
         refunds=refunds,
         stellar_transactions=[
@@ -125,7 +167,7 @@ def from_row(row: TransactionRow) -> Transaction:
                     "payments": [StellarPayment(**p) for p in s.get("payments", [])],
                 }
             )
-            for s in (row.stellar_transactions or [])
+            for s in (row["stellar_transactions"] or [])
         ],
     )
 
@@ -146,11 +188,28 @@ async def get_fingerprint(session: AsyncSession, transaction_id: str) -> str | N
 async def insert(session: AsyncSession, tx: Transaction, fingerprint: str | None = None) -> None:
     session.add(TransactionRow(**to_row_values(tx), create_fingerprint=fingerprint))
     await session.flush()
+    await events.record(session, tx.id, change_type(None, tx.status), snapshot(tx), tx.started_at)
 
 
-async def update(session: AsyncSession, tx: Transaction) -> Transaction:
-    """Write `tx` over the stored row if nobody wrote since `tx.version` was read.
+async def update(
+    session: AsyncSession,
+    tx: Transaction,
+    before: Transaction | None = None,
+    now: datetime | None = None,
+    event: EventType | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Transaction:
+    """Write `tx` over the stored row if nobody wrote since `tx.version` was read, with its
+    event. `before`: the value the caller read (its status names the event); without it the
+    stored status is read. `now`: the change's time (the event's), default its updated_at.
+    `event`, `detail`: an event other than the change's own (payout_failed) and its detail.
     Returns the value with its new version."""
+    if before is not None:
+        before_status = before.status
+    else:
+        stored = await session.exec(select(TransactionRow.status).where(TransactionRow.id == tx.id))
+        found = stored.first()
+        before_status = Status(found) if found is not None else tx.status
     values = to_row_values(tx)
     values["version"] = tx.version + 1
     result = await session.exec(
@@ -164,6 +223,9 @@ async def update(session: AsyncSession, tx: Transaction) -> Transaction:
     session.expunge_all()
     written = tx.clone()
     written.version = tx.version + 1
+    at = now or written.updated_at or written.started_at
+    event_type = event or change_type(before_status, written.status)
+    await events.record(session, tx.id, event_type, snapshot(written), at, detail)
     return written
 
 

@@ -2,7 +2,7 @@
 worker's log lines about it carry the business's id
 
 Revision ID: 0011_payout_request_id
-Revises: 0009_network_identity
+Revises: 0010_events
 Create Date: 2026-12-02 11:10:00
 """
 
@@ -13,7 +13,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0011_payout_request_id"
-down_revision: str | None = "0009_network_identity"
+down_revision: str | None = "0010_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

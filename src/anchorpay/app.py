@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
@@ -21,7 +22,7 @@ from anchorpay import network_guard, runtime
 from anchorpay.adapters.ledger import LedgerClient, LedgerError, LedgerNetwork
 from anchorpay.api import events, health, observer, payouts, transactions
 from anchorpay.api import metrics as metrics_api
-from anchorpay.api.limits import CatchAll, RequestLimits
+from anchorpay.api.limits import CatchAll, RequestLimits, json_http_error
 from anchorpay.api.request_ids import RequestIds
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
@@ -257,7 +258,10 @@ def create_app(
             Middleware(RequestLimits, max_bytes=settings.max_request_bytes),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: json_http_error},
     )
+    # `/transactions/` is an unknown path (404 JSON), not a redirect with an empty body.
+    app.router.redirect_slashes = False
     app.state.services = services
     app.state.sandbox = sandbox
     app.state.sandbox_fireblocks = fb_sandbox

@@ -423,3 +423,17 @@ async def test_batch_element_failing_to_encode_is_its_own_32603(
     assert first["error"]["code"] == -32603 and first["id"] == 1
     assert first["error"]["message"].startswith("internal error, reference ")
     assert second == {"jsonrpc": "2.0", "result": tx, "id": 2}
+
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/transactions/", "/transactions/%2F", "/payouts/", "/events/", "/health/"]
+)
+async def test_unknown_paths_are_json_404_not_redirects(app_client: AppClient, path: str) -> None:
+    response = await app_client.get(path)
+    assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
+
+
+async def test_a_wrong_method_is_json_405_with_allow(app_client: AppClient) -> None:
+    response = await app_client.put("/transactions")
+    assert (response.status_code, response.json()) == (405, {"error": "Method Not Allowed"})
+    assert "POST" in response.headers["allow"]  # Starlette names the first route's methods

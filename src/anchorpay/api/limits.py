@@ -24,6 +24,9 @@ import logging
 import uuid
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anchorpay.store.unavailable import (
@@ -175,3 +178,12 @@ class CatchAll:
             )
             if not started:
                 await _answer(send, 500, {"error": "internal error", "reference": reference})
+
+
+async def json_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (404 unknown path, 405 wrong method) as JSON like every other
+    answer, keeping their headers (`Allow`)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)

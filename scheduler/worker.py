@@ -46,6 +46,7 @@ OPTIONAL_JOBS = (
     ("anchorpay.scheduler.trustlines", "add_trustline_job"),
     ("anchorpay.scheduler.fireblocks_incoming", "add_fireblocks_incoming_job"),
     ("anchorpay.scheduler.event_delivery", "add_event_delivery_job"),
+    ("anchorpay.scheduler.kafka_events", "add_kafka_events_job"),
 )
 
 

@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     events_retry_base_s: float = Field(1.0, gt=0)
     events_retry_max_s: float = Field(300.0, gt=0)
     events_max_age_s: float = Field(86400.0, gt=0)
+    # Kafka (the anchorpay[kafka] extra): brokers, comma-separated; off when unset.
+    events_kafka_bootstrap_servers: str | None = None
+    events_kafka_topic: str = Field("TRANSACTION", min_length=1, max_length=249)
 
     # Messages the worker writes when it moves a transaction itself.
     outgoing_payment_sent_message: str = "Outgoing payment sent"

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from anchorpay.store import (
+    event_cursors,  # noqa: F401
     event_tables,  # noqa: F401
     fireblocks_tables,  # noqa: F401
     job_leases,  # noqa: F401

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -172,11 +173,20 @@ class EventDispatcher:
                 return attempts
 
     async def _attempt(self, row: EventRow) -> Verdict | None:
+        started = time.perf_counter()
         try:
-            return await self._send(row)
+            verdict = await self._send(row)
         except Exception:  # a bug: the lease expires and another round retries
             log.exception("event %s: delivery failed unexpectedly", row.id)
+            self.services.metrics.event_deliveries.labels("error").inc()
             return None
+        metrics = self.services.metrics
+        metrics.event_deliveries.labels(verdict.kind).inc()
+        metrics.event_delivery_seconds.observe(time.perf_counter() - started)
+        if verdict.kind == "delivered":
+            waited = (self.services.clock.now() - row.created_at).total_seconds()
+            metrics.event_commit_to_delivery_seconds.observe(max(0.0, waited))
+        return verdict
 
     async def _send(self, row: EventRow) -> Verdict:
         now = self.services.clock.now()

@@ -93,6 +93,28 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # --- business events (BUSINESS_CALLBACK_URL)
+        self.event_deliveries = Counter(
+            "anchorpay_event_deliveries",
+            "Event callback attempts by outcome (delivered, retry, failed, error)",
+            ["outcome"],
+            registry=r,
+        )
+        self.event_delivery_seconds = Histogram(
+            "anchorpay_event_delivery_seconds",
+            "Time the business callback took to answer one event",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.event_commit_to_delivery_seconds = Histogram(
+            "anchorpay_event_commit_to_delivery_seconds",
+            "From an event's change committing to its delivery being acknowledged",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=r,
+        )
+        self.events = Gauge(
+            "anchorpay_events", "Business events by delivery state", ["state"], registry=r
+        )
         # --- read from the database at scrape time
         self.transactions = Gauge(
             "anchorpay_transactions", "Transactions by status", ["status"], registry=r

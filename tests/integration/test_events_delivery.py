@@ -177,6 +177,11 @@ async def test_410_fails_the_event_visibly_and_redeliver_sends_it(tmp_path: Path
         assert statuses == [410]  # failed at once, never retried
         listed = (await env.client.get("/events", params={"state": "failed"})).json()
         assert [e["id"] for e in listed["events"]] == [refused["id"]]
+        scraped = (await env.client.get("/metrics")).text  # the worker's process is this one
+        assert 'anchorpay_event_deliveries_total{outcome="failed"} 1.0' in scraped
+        delivered_line = f'anchorpay_event_deliveries_total{{outcome="delivered"}} {len(arrived)}.0'
+        assert delivered_line in scraped
+        assert 'anchorpay_events{state="failed"} 1.0' in scraped
 
         assert (await env.client.post("/events/nope/redeliver")).status_code == 404
         gone["on"] = False

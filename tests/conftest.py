@@ -37,6 +37,9 @@ TIERS = ("unit", "integration", "e2e", "crash")
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["ANCHORPAY_CONFIG_DIR"] = str(CONFIG_DIR)
+    # Subprocesses inherit this: the tests read their logs as text lines (LOG_FORMAT=auto
+    # would be json off a terminal); the JSON format has tests of its own.
+    os.environ.setdefault("LOG_FORMAT", "text")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -138,10 +138,10 @@ class Metrics:
             self.rpc_seconds.labels(method).observe(time.perf_counter() - started)
             self.rpc_requests.labels(method, str(outcome[0])).inc()
 
-    def snapshot_due(self, max_age_s: float, now: float | None = None) -> bool:
-        """Whether the database gauges are older than `max_age_s` (a scrape every second
-        costs one grouped query every few seconds, not one per scrape)."""
-        now = time.monotonic() if now is None else now
+    def snapshot_due(self, max_age_s: float, now: float) -> bool:
+        """Whether the database gauges are older than `max_age_s` at `now` (the clock's
+        monotonic seconds): a scrape every second costs one grouped query every few seconds,
+        not one per scrape."""
         if now - self._snapshot_at < max_age_s and self._snapshot_at:
             return False
         self._snapshot_at = now

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -276,13 +277,17 @@ def test_log_format_json_writes_one_object_per_line(env: dict[str, str], tmp_pat
     )
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
+        lines: list[dict[str, Any]] = []
+        while not any(line["logger"] == "anchorpay.worker" for line in lines):
+            lines.append(json.loads(proc.stdout.readline()))  # every line is one JSON object
         proc.terminate()
         proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
-    line = json.loads(first)
-    assert (line["level"], line["logger"]) == ("INFO", "anchorpay.worker")
-    assert line["message"] == "worker: custody is off (CUSTODY_TYPE=none); no payout jobs"
-    assert line["ts"].endswith("Z")
+    worker = next(line for line in lines if line["logger"] == "anchorpay.worker")
+    assert (worker["level"], worker["message"]) == (
+        "INFO",
+        "worker: custody is off (CUSTODY_TYPE=none); no payout jobs",
+    )
+    assert all(line["ts"].endswith("Z") for line in lines)

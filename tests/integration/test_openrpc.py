@@ -23,7 +23,7 @@ from support.openrpc_schema import (
     params_validator,
 )
 
-API_KEY = "openrpc-test-key"
+API_KEY = "openrpc-test-key-long-enough-for-auth"  # >= 32 bytes, as auth requires
 SEED = json.loads(
     (Path(__file__).resolve().parents[1] / "cases" / "seed_examples.json").read_text()
 )

@@ -30,6 +30,8 @@ def process_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'anchorpay.db'}",
         PAYOUT_LEASE_S="1",
         LOG_LEVEL="INFO",
+        # The tests read these logs as text lines (LOG_FORMAT=auto would be json off a tty).
+        LOG_FORMAT="text",
         **{k.upper(): str(v) for k, v in FAST.items() if k != "payout_lease_s"},
     )
     env.update(extra)

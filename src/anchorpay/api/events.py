@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -70,13 +69,14 @@ async def list_events(request: Request) -> JSONResponse:
     except ValueError as exc:
         return _error(400, str(exc))
     limit = int(limit_value)
-    deadline = time.monotonic() + wait
+    loop = asyncio.get_running_loop()  # a long poll waits in real time, as asyncio.sleep does
+    deadline = loop.time() + wait
     while True:
         async with services.sessions() as session, session.begin():
             rows = await store.feed(session, after, limit, state)
-        if rows or time.monotonic() >= deadline:
+        if rows or loop.time() >= deadline:
             break
-        await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+        await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
     next_cursor = store.Cursor(rows[-1].txid, rows[-1].position or 0) if rows else after
     return JSONResponse(
         {

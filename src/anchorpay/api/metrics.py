@@ -39,7 +39,7 @@ async def refresh(services: Services) -> None:
 
 async def metrics_endpoint(request: Request) -> Response:
     services: Services = request.app.state.services
-    if services.metrics.snapshot_due(SNAPSHOT_S):
+    if services.metrics.snapshot_due(SNAPSHOT_S, services.clock.monotonic()):
         await refresh(services)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE)
 

@@ -4,38 +4,21 @@ editable install here, and a wheel built from the sources, installed on its own)
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from anchorpay.settings import ENV_FILE_ENV, Settings
 from support.app import CONFIG_DIR, REPO, USDC, USER
-from support.sandbox_fixtures import free_port
+from support.serving import bare_env, serving
 
 ANCHORPAY = Path(sys.executable).parent / "anchorpay"
 DEFAULT_FILES = ("assets.toml", "custody.toml", "scheduler.toml")
-
-
-def bare_env(**extra: str) -> dict[str, str]:
-    """The environment without any anchorpay setting: only the defaults apply."""
-    names = {name.upper() for name in Settings.model_fields} | {ENV_FILE_ENV}
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.upper() not in names and not k.startswith("ANCHORPAY_")
-    }
-    return env | extra
 
 
 @pytest.fixture
@@ -45,37 +28,6 @@ def elsewhere(tmp_path: Path) -> Path:
     where.mkdir()
     assert not where.is_relative_to(REPO)
     return where
-
-
-@contextlib.contextmanager
-def serving(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
-    """`anchorpay serve` until the block ends (SIGTERM, a clean stop); yields its base URL once
-    /health answers 200."""
-    port = free_port()
-    log_path = cwd / "serve.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [*command, "serve", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.1)
-            yield base
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            # uvicorn shuts down cleanly, then re-raises the signal it caught
-            assert proc.wait(15) in (0, -signal.SIGTERM), log_path.read_text()
 
 
 def assert_serves_the_default_assets(base: str) -> None:

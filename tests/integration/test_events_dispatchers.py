@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from anchorpay.metrics import Metrics
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.statuses import Kind, Status
@@ -45,6 +46,7 @@ class JobStandIn:  # what the dispatcher reads of JobServices
     fireblocks: Any = None
     distribution_secret_default: str | None = None
     clock: Clock = field(default=SYSTEM)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass

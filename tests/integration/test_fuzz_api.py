@@ -374,7 +374,7 @@ def test_fuzz_rpc(tmp_path: Path) -> None:
             st.one_of(st.just("application/json"), st.just(None), CONTENT_TYPES),
         )
 
-    run_fuzz(tmp_path, 1000, strategy, rpc_step)
+    run_fuzz(tmp_path, 600, strategy, rpc_step)
 
 
 async def rest_step(h: Harness, example: tuple[int, Any, Any, Any]) -> None:
@@ -415,4 +415,4 @@ def test_fuzz_rest(tmp_path: Path) -> None:
             QUERY,
         )
 
-    run_fuzz(tmp_path, 1500, strategy, rest_step)
+    run_fuzz(tmp_path, 800, strategy, rest_step)

@@ -1,9 +1,9 @@
 """Scale-out on PostgreSQL with real processes (issue 8): `anchorpay sandbox` as the ledger,
 `anchorpay migrate` once, two `anchorpay serve --no-worker` and three `anchorpay worker` on one
-fresh PostgreSQL database. PAYOUTS payouts (120 in CI) are recorded through both servers; the worker holding
-the payout lease is SIGKILLed when about half are completed. Every transaction ends
-`completed`, every payout `confirmed` with one hash, and the ledger holds exactly PAYOUTS payments
-from the distribution account, none twice.
+fresh PostgreSQL database. PAYOUTS payouts (120 in CI) are recorded through both servers; the
+worker holding the payout lease is SIGKILLed when about half are completed. Every transaction
+ends `completed`, every payout `confirmed` with one hash, and the ledger holds exactly PAYOUTS
+payments from the distribution account, none twice.
 
 It runs three times: with the local signer; with the local signer and four channel accounts
 (four payouts in flight at once); and with CUSTODY_TYPE=fireblocks against the sandbox

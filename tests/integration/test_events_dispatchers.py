@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from anchorpay.metrics import Metrics
 from anchorpay.clock import SYSTEM, Clock
 from anchorpay.domain.assets import AssetList
 from anchorpay.domain.statuses import Kind, Status
 from anchorpay.domain.transaction import Transaction
 from anchorpay.events import verify_callback
+from anchorpay.metrics import Metrics
 from anchorpay.scheduler.event_delivery import EventDispatcher
 from anchorpay.settings import Settings
 from anchorpay.store import transactions as repo

@@ -83,7 +83,15 @@ async def test_worker_killed_mid_delivery_loses_nothing(tmp_path: Path) -> None:
 
             workers.start()
             arrived = {tx_id: await receiver.until_accepted(tx_id, 3, 30) for tx_id in tx_ids}
-            feed = (await env.client.get("/events", params={"limit": 100})).json()["events"]
+            # The worker records a batch's outcomes once the whole batch was answered: the
+            # receiver may have the last event before the feed says it was delivered.
+            async with asyncio.timeout(30):
+                while True:
+                    answer = await env.client.get("/events", params={"limit": 100})
+                    feed = answer.json()["events"]
+                    if all(e["delivery"]["state"] == "delivered" for e in feed):
+                        break
+                    await asyncio.sleep(0.05)
         finally:
             workers.stop()
 

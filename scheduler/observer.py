@@ -146,11 +146,9 @@ class PaymentObserver:
         metrics.observer_payments.labels("credited").inc(len(run.credited))
         metrics.observer_payments.labels("unmatched").inc(len(run.unmatched))
         if run.caught_up:
-            metrics.observer_lag_ledgers.set(0)
-        elif self._caught_up_ledger is not None:
-            metrics.observer_lag_ledgers.set(max(0, latest - self._caught_up_ledger))
-        if run.caught_up:
             self._caught_up_ledger = latest
+        if self._caught_up_ledger is not None:
+            metrics.observer_lag_ledgers.set(max(0, latest - self._caught_up_ledger))
 
     async def watched_accounts(self) -> set[str]:
         accounts = {

@@ -61,6 +61,8 @@ async def test_a_v1_event_is_recorded_once_by_its_body(client: httpx.AsyncClient
     assert (first.status_code, first.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert await events(client) == 1
+    counted = client.app.state.services.metrics.fireblocks_webhooks  # type: ignore[attr-defined]
+    assert [counted.labels(o)._value.get() for o in ("accepted", "duplicate")] == [1, 1]
 
 
 @pytest.mark.parametrize(

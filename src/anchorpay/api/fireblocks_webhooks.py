@@ -38,14 +38,6 @@ from anchorpay.workflow import Services
 log = logging.getLogger("anchorpay.fireblocks")
 
 PATH = "/webhooks/fireblocks"  # also app.WEBHOOK_PATH
-# The webhooks metric's outcome by answer (200 "duplicate" is told apart by its body).
-_OUTCOMES = {
-    200: "accepted",
-    400: "bad_body",
-    401: "bad_signature",
-    413: "too_large",
-    503: "unverifiable",
-}
 MAX_BODY = 1_000_000
 
 
@@ -62,28 +54,28 @@ class FireblocksWebhooks:
         await self.incoming.aclose()
 
     async def receive(self, request: Request) -> JSONResponse:
-        answer = await self._receive(request)
-        outcome = _OUTCOMES.get(answer.status_code, "error")
-        if answer.status_code == 200 and b'"duplicate"' in answer.body:
-            outcome = "duplicate"
+        outcome, answer = await self._receive(request)
         self.services.metrics.fireblocks_webhooks.labels(outcome).inc()
         return answer
 
-    async def _receive(self, request: Request) -> JSONResponse:
+    async def _receive(self, request: Request) -> tuple[str, JSONResponse]:
+        """The answer, and its outcome for the webhooks metric."""
         body = await request.body()
         if len(body) > MAX_BODY:
-            return _answer(413, error="The event is too large")
+            return "too_large", _answer(413, error="The event is too large")
         try:
             scheme = await self.verifier.verify(body, request.headers)
         except BadSignature as exc:
             log.warning("fireblocks webhook refused: %s", exc)
-            return _answer(401, error="Invalid or missing Fireblocks signature")
+            return "bad_signature", _answer(401, error="Invalid or missing Fireblocks signature")
         except VerifierUnavailable as exc:
             log.warning("fireblocks webhook not verifiable now: %s", exc)
-            return _answer(503, error="The signature cannot be verified now; retry")
+            return "unverifiable", _answer(503, error="The signature cannot be verified now; retry")
         event = _parse(body)
         if event is None:
-            return _answer(400, error="The body must be a JSON object with a 'data' object")
+            return "bad_body", _answer(
+                400, error="The body must be a JSON object with a 'data' object"
+            )
         now = self.services.clock.now()
         external = event.external_tx_id
         async with self.services.sessions() as session, session.begin():
@@ -92,7 +84,7 @@ class FireblocksWebhooks:
             )
             nudged = first and external is not None and await payouts.nudge(session, external, now)
         if not first:
-            return _answer(200, status="duplicate")
+            return "duplicate", _answer(200, status="duplicate")
         if nudged:
             self.services.wake_worker()
         elif event.resource is not None and external is None:
@@ -105,7 +97,7 @@ class FireblocksWebhooks:
             event.resource or "-",
             "payout nudged" if nudged else "recorded",
         )
-        return _answer(200, status="accepted")
+        return "accepted", _answer(200, status="accepted")
 
     async def _incoming(self, fireblocks_id: str) -> None:
         """Maybe an incoming transfer to the vault: fetch it (the event is not trusted)."""

@@ -156,3 +156,25 @@ def test_the_blocking_client_is_written_from_the_async_one() -> None:
     assert (here / "_sync.py").read_text() == expected, (
         "run `python -m anchorpay.client._unasync` after editing _async.py"
     )
+
+
+def test_methods_sharing_params_send_their_own_name() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    trust = calls.request_trust("t1", user_action_required_by=moment)
+    assert (trust.method, trust.params) == (
+        "request_trust",
+        {"transaction_id": "t1", "user_action_required_by": "2026-01-01T00:00:00Z"},
+    )
+    for build, name in (
+        (calls.notify_transaction_expired, "notify_transaction_expired"),
+        (calls.notify_transaction_recovery, "notify_transaction_recovery"),
+        (calls.notify_customer_info_updated, "notify_customer_info_updated"),
+    ):
+        call = build("t1", message="m")
+        assert (call.method, call.params) == (name, {"transaction_id": "t1", "message": "m"})
+    asked = calls.request_offchain_funds("t1", amount_expected=5)
+    assert (asked.method, asked.params["amount_expected"]) == (
+        "request_offchain_funds",
+        {"amount": "5"},
+    )
+    assert calls.notify_offchain_funds_available("t1").method == "notify_offchain_funds_available"

@@ -8,14 +8,15 @@ instants are timezone-aware `datetime`s, sent in ISO-8601 UTC."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from anchorpay.client.models import Transaction
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Money = Decimal | str | int
 
 
@@ -131,6 +132,17 @@ def _change(method: str, params: dict[str, Any]) -> Call[Transaction]:
     return Call(method, params, Transaction.of)
 
 
+def _same_params(builder: Callable[P, Call[T]], method: str) -> Callable[P, Call[T]]:
+    """The builder of another method that takes exactly the same params."""
+
+    def build(*args: P.args, **kwargs: P.kwargs) -> Call[T]:
+        return replace(builder(*args, **kwargs), method=method)
+
+    build.__name__ = method
+    build.__doc__ = builder.__doc__
+    return build
+
+
 # --- the SEP-24 state machine (spec §3) ---------------------------------------------------
 
 
@@ -146,30 +158,6 @@ def notify_interactive_flow_completed(
 ) -> Call[Transaction]:
     return _change(
         "notify_interactive_flow_completed",
-        _params(
-            transaction_id,
-            message,
-            amount_in=amount_in,
-            amount_out=amount_out,
-            fee=fee,
-            amount_expected=_amount(amount_expected),
-            user_action_required_by=user_action_required_by,
-        ),
-    )
-
-
-def request_offchain_funds(
-    transaction_id: str,
-    *,
-    amount_in: AssetAmount | None = None,
-    amount_out: AssetAmount | None = None,
-    fee: Fee | None = None,
-    amount_expected: Money | None = None,
-    user_action_required_by: datetime | None = None,
-    message: str | None = None,
-) -> Call[Transaction]:
-    return _change(
-        "request_offchain_funds",
         _params(
             transaction_id,
             message,
@@ -294,24 +282,6 @@ def notify_offchain_funds_pending(
     )
 
 
-def notify_offchain_funds_available(
-    transaction_id: str,
-    *,
-    external_transaction_id: str | None = None,
-    user_action_required_by: datetime | None = None,
-    message: str | None = None,
-) -> Call[Transaction]:
-    return _change(
-        "notify_offchain_funds_available",
-        _params(
-            transaction_id,
-            message,
-            external_transaction_id=external_transaction_id,
-            user_action_required_by=user_action_required_by,
-        ),
-    )
-
-
 def notify_onchain_funds_sent(
     transaction_id: str, *, stellar_transaction_id: str, message: str | None = None
 ) -> Call[Transaction]:
@@ -369,18 +339,6 @@ def notify_transaction_error(
     return _change("notify_transaction_error", _params(transaction_id, message))
 
 
-def notify_transaction_expired(
-    transaction_id: str, *, message: str | None = None
-) -> Call[Transaction]:
-    return _change("notify_transaction_expired", _params(transaction_id, message))
-
-
-def notify_transaction_recovery(
-    transaction_id: str, *, message: str | None = None
-) -> Call[Transaction]:
-    return _change("notify_transaction_recovery", _params(transaction_id, message))
-
-
 def notify_transaction_on_hold(
     transaction_id: str,
     *,
@@ -393,28 +351,23 @@ def notify_transaction_on_hold(
     )
 
 
-def notify_customer_info_updated(
-    transaction_id: str, *, message: str | None = None
-) -> Call[Transaction]:
-    return _change("notify_customer_info_updated", _params(transaction_id, message))
-
-
-def request_trust(
-    transaction_id: str,
-    *,
-    user_action_required_by: datetime | None = None,
-    message: str | None = None,
-) -> Call[Transaction]:
-    return _change(
-        "request_trust",
-        _params(transaction_id, message, user_action_required_by=user_action_required_by),
-    )
-
-
 def notify_trust_set(
     transaction_id: str, *, success: bool = True, message: str | None = None
 ) -> Call[Transaction]:
     return _change("notify_trust_set", _params(transaction_id, message, success=success))
+
+
+# Methods whose params are another's (spec §3).
+request_offchain_funds = _same_params(notify_interactive_flow_completed, "request_offchain_funds")
+notify_offchain_funds_available = _same_params(
+    notify_offchain_funds_pending, "notify_offchain_funds_available"
+)
+notify_transaction_expired = _same_params(notify_transaction_error, "notify_transaction_expired")
+notify_transaction_recovery = _same_params(notify_transaction_error, "notify_transaction_recovery")
+notify_customer_info_updated = _same_params(
+    notify_transaction_error, "notify_customer_info_updated"
+)
+request_trust = _same_params(notify_transaction_on_hold, "request_trust")
 
 
 # --- reads (spec §4): harmless to repeat --------------------------------------------------

@@ -7,6 +7,7 @@ own (`--metrics-port`). Labels are closed sets (method names, codes, states): ne
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -125,7 +126,7 @@ class Metrics:
             "Seconds since the longest-waiting payout in flight last changed (0: none)",
             registry=r,
         )
-        self._snapshot_at = 0.0
+        self._snapshot_at = -math.inf  # never taken
 
     @contextmanager
     def timed_rpc(self, method: str) -> Iterator[list[int]]:
@@ -142,7 +143,7 @@ class Metrics:
         """Whether the database gauges are older than `max_age_s` at `now` (the clock's
         monotonic seconds): a scrape every second costs one grouped query every few seconds,
         not one per scrape."""
-        if now - self._snapshot_at < max_age_s and self._snapshot_at:
+        if now - self._snapshot_at < max_age_s:
             return False
         self._snapshot_at = now
         return True

@@ -82,57 +82,34 @@ def _held(event_id: str, owner: str) -> Any:
     return and_(_T.c.id == event_id, _T.c.lease_owner == owner, _T.c.state == PENDING)
 
 
-async def delivered(session: AsyncSession, event_id: str, owner: str, now: datetime) -> bool:
-    """False when the lease was lost meanwhile (another dispatcher sends it again)."""
+async def _finish_attempt(session: AsyncSession, event_id: str, owner: str, **values: Any) -> bool:
+    """Record an attempt's outcome and hand the lease back, if `owner` still holds it. False
+    when the lease was lost meanwhile (another dispatcher sends it again)."""
     conn = await session.connection()
     result = await conn.execute(
         update(_T)
         .where(_held(event_id, owner))
-        .values(
-            state=DELIVERED,
-            attempts=_T.c.attempts + 1,
-            delivered_at=now,
-            last_error=None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        .values(attempts=_T.c.attempts + 1, lease_owner=None, lease_expires_at=None, **values)
     )
     return bool(result.rowcount == 1)
+
+
+async def delivered(session: AsyncSession, event_id: str, owner: str, now: datetime) -> bool:
+    return await _finish_attempt(
+        session, event_id, owner, state=DELIVERED, delivered_at=now, last_error=None
+    )
 
 
 async def retry_at(
     session: AsyncSession, event_id: str, owner: str, when: datetime, error: str
 ) -> bool:
-    conn = await session.connection()
-    result = await conn.execute(
-        update(_T)
-        .where(_held(event_id, owner))
-        .values(
-            attempts=_T.c.attempts + 1,
-            next_attempt_at=when,
-            last_error=error,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
-    return bool(result.rowcount == 1)
+    return await _finish_attempt(session, event_id, owner, next_attempt_at=when, last_error=error)
 
 
 async def failed(session: AsyncSession, event_id: str, owner: str, error: str) -> bool:
-    conn = await session.connection()
-    result = await conn.execute(
-        update(_T)
-        .where(_held(event_id, owner))
-        .values(
-            state=FAILED,
-            attempts=_T.c.attempts + 1,
-            next_attempt_at=None,
-            last_error=error,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+    return await _finish_attempt(
+        session, event_id, owner, state=FAILED, next_attempt_at=None, last_error=error
     )
-    return bool(result.rowcount == 1)
 
 
 async def redeliver(session: AsyncSession, event_id: str, now: datetime) -> EventRow | None:

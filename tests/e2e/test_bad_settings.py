@@ -5,11 +5,11 @@ no traceback. Then the secrets: under every misconfiguration here and in a serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from support.app import CONFIG_DIR
-from support.sandbox_fixtures import free_port
+from support.serving import serving
 
 ANCHORPAY = Path(sys.executable).parent / "anchorpay"
 
@@ -230,8 +230,8 @@ def test_port_already_in_use(env: dict[str, str], tmp_path: Path) -> None:
 
 @pytest.fixture
 def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Callable[[], str]]]:
-    """`anchorpay serve` with the worker, DEBUG logs, API key auth and every secret set."""
-    port = free_port()
+    """`anchorpay serve` with the worker, DEBUG logs, API key auth and every secret set;
+    yields its URL and a function that stops it and returns its log."""
     env = {
         **env,
         "LOG_LEVEL": "DEBUG",
@@ -242,37 +242,14 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Callable[
         "STELLAR_CHANNEL_SECRETS": CHANNEL_SEED,
         "WORKER_TICK_S": "0.2",
     }
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(ANCHORPAY), "serve", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(serving([str(ANCHORPAY)], tmp_path, env))
 
         def stop() -> str:
-            proc.terminate()
-            proc.wait(15)
-            return log.read_text()
+            stack.close()
+            return (tmp_path / "serve.log").read_text()
 
         yield base, stop
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(15)
 
 
 def test_no_secret_in_any_answer_or_log_line(served: tuple[str, Callable[[], str]]) -> None:
@@ -303,33 +280,16 @@ def test_no_secret_in_any_answer_or_log_line(served: tuple[str, Callable[[], str
 def test_sandbox_served_alone_follows_platform_auth(env: dict[str, str], tmp_path: Path) -> None:
     """`anchorpay sandbox` with API key auth: the developer routes need the key, Horizon
     does not."""
-    port = free_port()
     env = {
         **env,
         "PLATFORM_SERVER_AUTH_TYPE": "api_key",
         "SECRET_PLATFORM_API_AUTH_SECRET": API_KEY,
         "CUSTODY_TYPE": "stellar",
     }
-    log = tmp_path / "sandbox.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(ANCHORPAY), "sandbox", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}/sandbox"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/horizon/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with serving(
+        [str(ANCHORPAY)], tmp_path, env, subcommand="sandbox", ready_path="/sandbox/horizon/"
+    ) as root:
+        base = f"{root}/sandbox"
         refused = httpx.post(f"{base}/accounts", json={"xlm": "10"})
         assert (refused.status_code, refused.text) == (403, '{\n  "error": "forbidden"\n}')
         assert httpx.get(f"{base}/distribution").status_code == 403
@@ -337,6 +297,3 @@ def test_sandbox_served_alone_follows_platform_auth(env: dict[str, str], tmp_pat
         assert made.status_code == 201
         account = made.json()["account_id"]
         assert httpx.get(f"{base}/horizon/accounts/{account}").status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(15)

@@ -29,14 +29,21 @@ def bare_env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
-    """`anchorpay serve` until the block ends (SIGTERM, a clean stop); yields its base URL once
-    /health answers 200."""
+def serving(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    subcommand: str = "serve",
+    ready_path: str = "/health",
+) -> Iterator[str]:
+    """`anchorpay <subcommand> --port P` until the block ends (SIGTERM, a clean stop); yields
+    its base URL once `ready_path` answers 200. Its output is `<cwd>/<subcommand>.log`."""
     port = free_port()
-    log_path = cwd / "serve.log"
+    log_path = cwd / f"{subcommand}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [*command, "serve", "--port", str(port)],
+            [*command, subcommand, "--port", str(port)],
             cwd=cwd,
             env=env,
             stdout=log,
@@ -49,7 +56,7 @@ def serving(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, log_path.read_text()
                 with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    if httpx.get(f"{base}{ready_path}", timeout=1).status_code == 200:
                         break
                 time.sleep(0.1)
             yield base

@@ -18,6 +18,7 @@ worker backs off and asks `lookup` before doing anything else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -44,6 +45,9 @@ class PayoutOrder:
     valid_until: datetime | None = None
     adapter_ref: str | None = None
     source_account: str | None = None  # the lane the worker claimed it with (see below)
+    # Its payment's index in an envelope shared with other payouts (operation batching);
+    # None: the envelope carries this payout alone.
+    op_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +96,19 @@ class Failed:
     code: str | None = None
 
 
-SubmitOutcome = Confirmed | Pending | Failed
+SubmitOutcome = Confirmed | Pending | Failed | NotFound
 LookupResult = Confirmed | Pending | NotFound | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """`prepare_batch`'s answer: one envelope for the `accepted` payouts, whose payment
+    operations are in that order (each payout's `op_index`), and the payouts that can never
+    be built, with why (they are not in the envelope)."""
+
+    update: PayoutUpdate | None  # None when nothing was accepted
+    accepted: tuple[str, ...]  # payout ids, in operation order
+    refused: dict[str, PermanentCustodyError]
 
 
 class TransientCustodyError(Exception):
@@ -146,6 +161,35 @@ class CustodyAdapter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class BatchingCustody(CustodyAdapter, Protocol):
+    """An adapter that can carry several payouts in one network transaction (the local
+    signer: up to STELLAR_MAX_OPS_PER_TX payment operations in one envelope). The worker
+    groups due memo-less payouts of one lane and drives the group through these; the
+    exactly-once rules hold per envelope, and every payout's row stores the whole envelope,
+    so a payout alone can always be resolved by `lookup` (its `op_index` says which
+    operation is its own)."""
+
+    @property
+    def max_ops_per_tx(self) -> int: ...
+
+    async def prepare_batch(self, orders: Sequence[PayoutOrder]) -> Batch:
+        """One envelope paying every order that can be built. May raise
+        TransientCustodyError (nothing was built)."""
+        ...
+
+    async def submit_batch(self, orders: Sequence[PayoutOrder]) -> dict[str, SubmitOutcome]:
+        """Send the envelope the orders share (once) and say what it means for each: its
+        own operation confirmed or failed, or `NotFound(dead=True)` when the envelope failed
+        because of ANOTHER operation (nothing was paid; the payout is rebuilt). Raises
+        TransientCustodyError when the outcome is unknown."""
+        ...
+
+
+def max_ops_per_tx(adapter: CustodyAdapter) -> int:
+    """How many payouts `adapter` can put in one network transaction (1: no batching)."""
+    return int(getattr(adapter, "max_ops_per_tx", 1))
 
 
 # --- reading the ledger, for adapters whose payouts land on Stellar -------------------------

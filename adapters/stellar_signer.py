@@ -14,14 +14,23 @@ account, signed by both. The worker claims each payout with a free lane (`source
 one payout in flight per lane), so K channels put K payouts in a ledger instead of one; the
 exactly-once rules above hold per envelope, whatever its lane.
 
+Operation batching (STELLAR_MAX_OPS_PER_TX, default 100): memo-less payouts of one lane
+share one envelope, one payment operation each (`op_index`). Every row stores the whole
+envelope, so the rules above hold per envelope, and each payout reads its own operation's
+fate from the shared result: confirmed (its own payment record), failed (its operation's
+code), or proven dead because ANOTHER operation failed the transaction (nothing was paid, the
+sequence number is consumed or the envelope can never be valid): it is rebuilt without it.
+
 The secrets are read once into Keypairs and never logged, returned or shown by `repr`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -32,6 +41,7 @@ from stellar_sdk import (
     IdMemo,
     Keypair,
     Memo,
+    MuxedAccount,
     NoneMemo,
     ReturnHashMemo,
     TextMemo,
@@ -39,6 +49,7 @@ from stellar_sdk import (
 )
 
 from anchorpay.adapters.custody import (
+    Batch,
     Confirmed,
     Failed,
     LookupResult,
@@ -55,10 +66,12 @@ from anchorpay.adapters.ledger import (
     LedgerClient,
     LedgerError,
     LedgerNotFound,
+    LedgerTransaction,
     LedgerUnavailable,
     SubmitResult,
 )
 from anchorpay.clock import SYSTEM
+from anchorpay.domain.transaction import StellarTransaction
 from anchorpay.settings import ConfigError, Settings
 
 # A ledger must have closed this long after the bound before the envelope counts as dead:
@@ -87,6 +100,7 @@ class StellarSigner:
         network_passphrase: str,
         tx_timeout_s: int = 60,
         base_fee: int = 100,
+        max_ops_per_tx: int = 1,
         channel_secrets: Sequence[str] = (),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -106,7 +120,11 @@ class StellarSigner:
         self._passphrase = network_passphrase
         self._timeout = timedelta(seconds=tx_timeout_s)
         self._base_fee = base_fee
+        self._max_ops = max(1, min(max_ops_per_tx, MAX_OPS_PER_TX))
         self._clock = clock or SYSTEM.now
+        # Concurrent reads and submissions of one envelope (the payouts of a batch resolving
+        # side by side) share one request.
+        self._shared: dict[tuple[str, str], asyncio.Future[object]] = {}
 
     def __repr__(self) -> str:
         channels = f", channels={len(self._channels)}" if self._channels else ""
@@ -125,16 +143,48 @@ class StellarSigner:
     def source_account(self) -> str:
         return str(self._keypair.public_key)
 
+    @property
+    def max_ops_per_tx(self) -> int:
+        return self._max_ops
+
     # --- prepare ---------------------------------------------------------------------------
 
     async def prepare(self, order: PayoutOrder) -> PayoutUpdate:
-        asset = stellar_asset(order.asset)
-        memo = stellar_memo(order.memo, order.memo_type)
-        amount = stellar_amount(order.amount)
+        batch = await self.prepare_batch([order])
+        if order.id in batch.refused:
+            raise batch.refused[order.id]
+        assert batch.update is not None  # the one order was accepted
+        return batch.update
+
+    async def prepare_batch(self, orders: Sequence[PayoutOrder]) -> Batch:
+        """One envelope from the first order's lane paying every order that can be built,
+        in order; the others are refused with why. Raises PermanentCustodyError when the
+        lane's account does not exist (no order can be built), TransientCustodyError when
+        it cannot be read."""
+        payments: list[tuple[PayoutOrder, Asset, str]] = []
+        refused: dict[str, PermanentCustodyError] = {}
+        memo: Memo = NoneMemo()
+        for n, order in enumerate(orders[: self._max_ops]):
+            try:
+                asset = stellar_asset(order.asset)
+                order_memo = stellar_memo(order.memo, order.memo_type)
+                amount = stellar_amount(order.amount)
+                _destination(order.destination)
+            except PermanentCustodyError as exc:
+                refused[order.id] = exc
+                continue
+            if n == 0:
+                memo = order_memo  # one memo per transaction: the worker batches memo-less
+            elif order_memo != memo:
+                raise ValueError(f"payout {order.id} has another memo than its batch")
+            payments.append((order, asset, amount))
+        if not payments:
+            return Batch(None, (), refused)
         lanes = self.source_accounts
         # The lane the worker claimed; a lane no longer configured falls back to the first
         # (at worst a sequence race, which is transient).
-        source = order.source_account if order.source_account in lanes else lanes[0]
+        lane = orders[0].source_account
+        source = lane if lane in lanes else lanes[0]
         what = "channel account" if source in self._channels else "distribution account"
         try:
             account = await self._ledger.get_account(source)
@@ -149,79 +199,98 @@ class StellarSigner:
         now = self._clock()
         max_time = int((now + self._timeout).timestamp())
         channel = self._channels.get(source)
-        try:
-            builder = TransactionBuilder(
-                Account(source, account.sequence),
-                network_passphrase=self._passphrase,
-                base_fee=self._base_fee,
-            )
+        builder = TransactionBuilder(
+            Account(source, account.sequence),
+            network_passphrase=self._passphrase,
+            base_fee=self._base_fee,
+        )
+        for order, asset, amount in payments:
             builder.append_payment_op(
                 order.destination,
                 asset,
                 amount,
                 source=self.source_account if channel is not None else None,
             )
-            builder.add_memo(memo)
-            builder.add_time_bounds(0, max_time)
-            envelope = builder.build()
-        except Exception as exc:  # the SDK refuses a bad destination with various types
-            raise PermanentCustodyError(
-                f"The destination {order.destination!r} is not a valid Stellar account ({exc})",
-                "invalid_destination",
-            ) from None
+        builder.add_memo(memo)
+        builder.add_time_bounds(0, max_time)
+        envelope = builder.build()
         envelope.sign(self._keypair)
         if channel is not None:
             envelope.sign(channel)
-        return PayoutUpdate(
+        update = PayoutUpdate(
             envelope_xdr=envelope.to_xdr(),
             tx_hash=envelope.hash_hex(),
             source_sequence=account.sequence + 1,
             valid_until=datetime.fromtimestamp(max_time, UTC),
         )
+        return Batch(update, tuple(o.id for o, _, _ in payments), refused)
 
     # --- submit ----------------------------------------------------------------------------
 
     async def submit(self, order: PayoutOrder) -> SubmitOutcome:
-        if not order.envelope_xdr or not order.tx_hash:
-            raise ValueError(f"payout {order.id} has no prepared envelope")
+        return (await self.submit_batch([order]))[order.id]
+
+    async def submit_batch(self, orders: Sequence[PayoutOrder]) -> dict[str, SubmitOutcome]:
+        first = orders[0]
+        if not first.envelope_xdr or not first.tx_hash:
+            raise ValueError(f"payout {first.id} has no prepared envelope")
+        if any(o.tx_hash != first.tx_hash for o in orders):
+            raise ValueError("a batch is submitted as the one envelope its payouts share")
+        xdr, tx_hash = first.envelope_xdr, first.tx_hash
         try:
-            result = await self._ledger.submit(order.envelope_xdr)
+            result = await self._shared_call("submit", tx_hash, lambda: self._ledger.submit(xdr))
         except LedgerUnavailable as exc:
             raise TransientCustodyError(
-                f"Horizon did not confirm the submission of {order.tx_hash} ({exc}); "
+                f"Horizon did not confirm the submission of {tx_hash} ({exc}); "
                 "it will be looked up and the same envelope resubmitted",
                 "timeout" if exc.status is None else str(exc.status),
             ) from None
         except LedgerError as exc:
-            raise TransientCustodyError(f"Submission of {order.tx_hash} failed: {exc}") from None
+            raise TransientCustodyError(f"Submission of {tx_hash} failed: {exc}") from None
+        assert isinstance(result, SubmitResult)
         if result.successful:
-            return Confirmed(
-                hash=result.hash or order.tx_hash, ledger=result.ledger, record=result.record
-            )
+            return {
+                o.id: Confirmed(
+                    hash=result.hash or tx_hash,
+                    ledger=result.ledger,
+                    record=own_payment(result.record, o),
+                )
+                for o in orders
+            }
         if result.transaction_code == "tx_failed" or result.operation_codes:
-            # Applied now and failed: the sequence is consumed, nothing was paid, and this
-            # envelope cannot have been applied before (its sequence would be gone).
-            applied = self.explain(order, result)
-            if applied is not None:
-                return applied
+            # Applied now and failed, or refused for an operation: nothing was paid, and
+            # this envelope cannot have been applied before (its sequence would be gone).
+            failures = {o.id: self.explain(o, result) for o in orders}
+            if all(f is not None for f in failures.values()):
+                return {o.id: f for o, f in zip(orders, failures.values(), strict=True) if f}
         # Rejected before applying. A resubmission of an envelope that did land earlier is
         # refused the same way (tx_bad_seq / tx_too_late), so ask the ledger before deciding.
-        found = await self.lookup(order)
-        if isinstance(found, Confirmed | Failed):
-            return found
-        failure = self.explain(order, result)
-        if failure is None:
+        found = {o.id: await self.lookup(o) for o in orders}
+        if all(isinstance(f, Confirmed | Failed) for f in found.values()):
+            return {pid: f for pid, f in found.items() if isinstance(f, Confirmed | Failed)}
+        failures = {o.id: self.explain(o, result) for o in orders}
+        if any(f is None for f in failures.values()):
             raise TransientCustodyError(
-                f"The network refused {order.tx_hash} for now ({result.transaction_code}); "
-                "retrying",
+                f"The network refused {tx_hash} for now ({result.transaction_code}); retrying",
                 result.transaction_code,
             )
-        return failure
+        return {pid: f for pid, f in failures.items() if f is not None}
 
-    def explain(self, order: PayoutOrder, result: SubmitResult) -> Failed | None:
-        """A sentence for a refused submission, or None when the refusal is transient."""
+    def explain(self, order: PayoutOrder, result: SubmitResult) -> Failed | NotFound | None:
+        """A sentence for a refused submission, or None when the refusal is transient.
+        A batched payout whose own operation passed while another failed the transaction is
+        `NotFound(dead=True)`: this envelope can never pay it, a new one will."""
         tx_code = result.transaction_code or "unknown"
-        op_code = result.operation_codes[0] if result.operation_codes else None
+        index = order.op_index or 0
+        codes = result.operation_codes
+        op_code = codes[index] if index < len(codes) else None
+        if op_code == "op_success" and any(c != "op_success" for c in codes):
+            failing = sorted({c for c in codes if c != "op_success"})
+            return NotFound(
+                dead=True,
+                detail=f"{order.tx_hash} failed because of another payment in it "
+                f"({', '.join(failing)}); nothing was paid",
+            )
         dest, src, asset, amount = order.destination, self.source_account, order.asset, order.amount
         label = "XLM" if asset == "stellar:native" else asset.removeprefix("stellar:")
         if op_code is None or op_code == "op_success":
@@ -262,7 +331,7 @@ class StellarSigner:
     async def lookup(self, order: PayoutOrder) -> LookupResult:
         if not order.tx_hash:
             return NotFound(dead=True, detail="no envelope was prepared")
-        found = await self._find(order.tx_hash)
+        found = await self._find(order)
         if found is not None:
             return found
         if order.valid_until is None:
@@ -275,7 +344,7 @@ class StellarSigner:
             return NotFound(dead=False, detail="not on the ledger yet; its time bound is open")
         # A ledger closed after the bound: the envelope can only have landed before it, and
         # this second read happens after that ledger, so absence now is proof.
-        found = await self._find(order.tx_hash)
+        found = await self._find(order)
         if found is not None:
             return found
         return NotFound(
@@ -284,17 +353,53 @@ class StellarSigner:
             f"{order.valid_until.isoformat()}",
         )
 
-    async def _find(self, tx_hash: str) -> Confirmed | Failed | None:
-        tx = await find_transaction(self._ledger, tx_hash)
-        if tx is None:
+    async def _find(self, order: PayoutOrder) -> Confirmed | Failed | NotFound | None:
+        tx_hash = order.tx_hash or ""
+        found = await self._shared_call(
+            "find", tx_hash, lambda: find_transaction(self._ledger, tx_hash)
+        )
+        if found is None:
             return None
+        assert isinstance(found, LedgerTransaction)
+        tx = found
         if tx.successful:
-            return Confirmed(hash=tx.hash, ledger=tx.ledger, record=tx.record)
+            return Confirmed(hash=tx.hash, ledger=tx.ledger, record=own_payment(tx.record, order))
+        if order.op_index is not None:
+            # A batch that failed on the ledger: nothing was paid and its sequence is gone.
+            # Which operation failed is not in the record, so every payout of it is rebuilt;
+            # the next submission names the failing operation (Horizon's result codes).
+            return NotFound(
+                dead=True,
+                detail=f"the payment transaction {tx.hash} failed on the ledger (ledger "
+                f"{tx.ledger}); nothing was paid",
+            )
         return Failed(
             f"The payment transaction {tx.hash} failed on the ledger (ledger {tx.ledger}); "
             "nothing was paid",
             "tx_failed",
         )
+
+    async def _shared_call(
+        self, kind: str, tx_hash: str, call: Callable[[], Awaitable[object]]
+    ) -> object:
+        """`call()`, shared by the callers asking the same (`kind`, hash) at the same time."""
+        key = (kind, tx_hash)
+        pending = self._shared.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._shared[key] = future
+        try:
+            value = await call()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a future nobody else awaited must not warn
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._shared[key]
 
     # --- trustline -------------------------------------------------------------------------
 
@@ -321,6 +426,33 @@ def stellar_asset(asset_id: str) -> Asset:
             f"Asset {asset_id} is not a valid Stellar asset", "bad_asset"
         ) from None
 
+
+def _destination(account: str) -> None:
+    try:
+        MuxedAccount.from_account(account)
+    except Exception:  # the SDK refuses a bad account with various types
+        raise PermanentCustodyError(
+            f"The destination {account!r} is not a valid Stellar account", "invalid_destination"
+        ) from None
+
+
+def own_payment(record: StellarTransaction | None, order: PayoutOrder) -> StellarTransaction | None:
+    """A batched payout's `stellar_transactions[]` entry: the shared transaction with its own
+    payment operation only (the operations are the envelope's, in order)."""
+    if record is None or order.op_index is None:
+        return record
+    payments = record.payments
+    if order.op_index < len(payments):
+        mine = payments[order.op_index]
+        if mine.destination_account == order.destination:
+            return replace(record, payments=[mine])
+    return replace(
+        record, payments=[p for p in payments if p.destination_account == order.destination]
+    )
+
+
+# Stellar's limit of operations in one transaction.
+MAX_OPS_PER_TX = 100
 
 # int64 stroops: the largest amount a Stellar operation can carry.
 MAX_STELLAR_AMOUNT = Decimal("922337203685.4775807")
@@ -409,6 +541,7 @@ def build_stellar_signer(
         network_passphrase=settings.network_passphrase,
         tx_timeout_s=settings.stellar_tx_timeout_s,
         base_fee=settings.stellar_base_fee,
+        max_ops_per_tx=settings.stellar_max_ops_per_tx,
         channel_secrets=channel_secrets(settings),
     )
 

@@ -10,6 +10,14 @@ A worker holds a payout by a lease; a crashed worker's lease expires and another
 Every write checks the lease, so a worker that lost the row stops before sending anything.
 
 `attempts` counts envelopes prepared plus tries that failed transiently.
+
+Operation batching: an adapter that can put several payouts in one network transaction
+(`BatchingCustody`, the local signer) gets the due memo-less payouts of a lane claimed
+together. They are checked one by one, then prepared as ONE envelope whose material every
+row stores, committed in ONE database transaction, sent once; each row then reads its own
+operation's outcome. From `submitting` on, every row is resolved alone by the same rules as a
+single payout (a lookup of the shared hash, with its own operation index), so a crash, a
+timeout or a second worker cannot make any of them pay twice.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ import signal
 import uuid
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
-from typing import Unpack
+from typing import Unpack, cast
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay import logs
 from anchorpay.adapters.custody import (
+    BatchingCustody,
     Confirmed,
     CustodyAdapter,
     Failed,
@@ -37,6 +46,7 @@ from anchorpay.adapters.custody import (
     Pending,
     PermanentCustodyError,
     TransientCustodyError,
+    max_ops_per_tx,
 )
 from anchorpay.clock import SYSTEM
 from anchorpay.domain.payout_states import (
@@ -87,6 +97,7 @@ def to_order(row: PayoutRow) -> PayoutOrder:
         valid_until=row.valid_until,
         adapter_ref=row.adapter_ref,
         source_account=row.source_account,
+        op_index=row.op_index,
     )
 
 
@@ -120,9 +131,11 @@ class PayoutProcessor:
     async def run_batch(
         self, states: Collection[PayoutState] = OPEN_STATES, limit: int = 10
     ) -> int:
-        """Claim due payouts (committed) and process them concurrently: each is its own row,
-        lease and lane, and a submission may wait for its ledger (Horizon's synchronous
-        submit), so K channel accounts put K payouts in one ledger. Returns how many."""
+        """Claim due payouts (committed) and process them concurrently: each lane's envelope
+        (one payout, or a batch) and each payout in flight on its own, since a submission
+        may wait for its ledger (Horizon's synchronous submit): K channel accounts put K
+        envelopes in one ledger. Returns how many payouts."""
+        batch = max_ops_per_tx(self.adapter)
         async with self.sessions() as session, session.begin():
             rows = await store.claim_due(
                 session,
@@ -132,8 +145,20 @@ class PayoutProcessor:
                 limit,
                 states=states,
                 lanes={self.adapter.name: self.adapter.source_accounts},
+                batch={self.adapter.name: batch},
             )
-        await asyncio.gather(*(self.process(row) for row in rows))  # process() never raises
+        groups: dict[str, list[PayoutRow]] = {}
+        alone: list[PayoutRow] = []
+        for row in rows:
+            unsent = row.state in NOT_SENT_STATES and row.adapter == self.adapter.name
+            if batch > 1 and unsent and row.source_account is not None:
+                groups.setdefault(row.source_account, []).append(row)
+            else:
+                alone.append(row)
+        await asyncio.gather(  # neither ever raises
+            *(self.process(row) for row in alone),
+            *(self.process_batch(group) for group in groups.values()),
+        )
         return len(rows)
 
     async def process(self, row: PayoutRow) -> None:
@@ -169,21 +194,31 @@ class PayoutProcessor:
 
     # --- the steps -------------------------------------------------------------------------
 
-    async def _start(self, row: PayoutRow) -> None:
-        """No live material: check the trustline, prepare and commit, then send."""
+    async def _ready(self, row: PayoutRow) -> bool:
+        """Before material is built: still wanted, attempts left, the trustline there.
+        Otherwise the payout is closed, failed, parked or rescheduled here."""
         if not await self._still_wanted(row):
-            return
+            return False
         if row.attempts >= self.settings.payout_max_attempts:
             await self.completion.fail(self, row, self._gave_up(row))
-            return
+            return False
         try:
             trusted = await self.adapter.check_trustline(row.destination, row.asset)
         except TransientCustodyError as exc:
             await self.retry(row, str(exc))
-            return
+            return False
         if not trusted:
             await self._park_for_trust(row)
+            return False
+        return True
+
+    async def _start(self, row: PayoutRow) -> None:
+        """No live material: check the trustline, prepare and commit, then send."""
+        if not await self._ready(row):
             return
+        await self._prepare_and_send(row)
+
+    async def _prepare_and_send(self, row: PayoutRow) -> None:
         try:
             update = await self.adapter.prepare(to_order(row))
         except PermanentCustodyError as exc:
@@ -208,6 +243,127 @@ class PayoutProcessor:
         crash_point("after_prepare")
         await self._send(row)
 
+    async def process_batch(self, rows: list[PayoutRow]) -> None:
+        """One lane's unsent payouts as one envelope. Never raises."""
+        with logs.bind(batch=rows[0].id, lane=rows[0].source_account):
+            try:
+                await self._start_batch(rows)
+            except store.LeaseLost as exc:  # committed nothing: the rows' leases run out
+                log.warning("batch of %d payouts: %s; leaving them", len(rows), exc)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    log.warning("batch: database unavailable (%s)", describe(exc))
+                    return
+                log.exception("batch of %d payouts: unexpected error", len(rows))
+                for row in rows:
+                    await self._retry_quietly(row, internal_error_text("the payout step"))
+
+    async def _retry_quietly(self, row: PayoutRow, error: str) -> None:
+        try:
+            async with self.sessions() as session:
+                current = await store.get(session, row.id)
+            if current is not None and current.lease_owner == self.owner:
+                await self.retry(current, error, kind="internal")
+        except Exception:
+            log.exception("payout %s: could not record the error", row.id)
+
+    async def _start_batch(self, rows: list[PayoutRow]) -> None:
+        adapter = cast(BatchingCustody, self.adapter)  # max_ops_per_tx > 1 says it is one
+        ready = [r for r, ok in zip(rows, await self._all_ready(rows), strict=True) if ok]
+        if len(ready) <= 1:
+            for row in ready:  # a batch of one is a single payout
+                await self.process_ready(row)
+            return
+        try:
+            batch = await adapter.prepare_batch([to_order(r) for r in ready])
+        except PermanentCustodyError as exc:
+            await asyncio.gather(*(self.completion.fail(self, r, str(exc)) for r in ready))
+            return
+        except TransientCustodyError as exc:
+            await asyncio.gather(*(self.retry(r, str(exc)) for r in ready))
+            return
+        by_id = {r.id: r for r in ready}
+        for pid, refusal in batch.refused.items():
+            await self.completion.fail(self, by_id[pid], str(refusal))
+        update = batch.update
+        if update is None:
+            return
+        members = [by_id[pid] for pid in batch.accepted]
+        changes: dict[str, store.PayoutChanges] = {
+            row.id: {
+                "envelope_xdr": update.envelope_xdr,
+                "tx_hash": update.tx_hash,
+                "source_sequence": update.source_sequence,
+                "valid_until": update.valid_until,
+                "adapter_ref": update.adapter_ref,
+                "attempts": row.attempts + 1,
+                "waiting_since": None,
+                "op_index": index,
+            }
+            for index, row in enumerate(members)
+        }
+        # The envelope is durable on EVERY row before it can reach the network, in one
+        # database transaction: all rows hold it, or none does and nothing is sent.
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            prepared = await store.save_all(
+                session, members, self.owner, now, PayoutMove.PREPARE, changes, lease_s=self.lease_s
+            )
+        for before, after in zip(members, prepared, strict=True):
+            log_change(before, after, f"operation {after.op_index}", self.metrics)
+        members = prepared
+        self.metrics.payout_batch_size.observe(len(members))
+        log.info(
+            "batch of %d payouts prepared as %s on %s",
+            len(members),
+            update.tx_hash,
+            members[0].source_account,
+        )
+        crash_point("after_prepare")
+        try:
+            outcomes = await adapter.submit_batch([to_order(r) for r in members])
+        except TransientCustodyError as exc:
+            await asyncio.gather(*(self.retry(r, str(exc)) for r in members))
+            return
+        crash_point("after_submit")
+        await asyncio.gather(*(self._record_logged(r, outcomes[r.id]) for r in members))
+
+    async def _all_ready(self, rows: list[PayoutRow]) -> list[bool]:
+        """`_ready` for each row, each in its own log context; a row that fails unexpectedly
+        is rescheduled and left out."""
+
+        async def one(row: PayoutRow) -> bool:
+            with logs.bind(
+                request_id=row.request_id, payout=row.id, transaction=row.transaction_id
+            ):
+                try:
+                    return await self._ready(row)
+                except store.LeaseLost as exc:
+                    log.warning("payout %s: %s; leaving it to its new holder", row.id, exc)
+                    return False
+
+        return list(await asyncio.gather(*(one(r) for r in rows)))
+
+    async def process_ready(self, row: PayoutRow) -> None:
+        """A payout already checked by `_ready`: prepare, commit, send (its own envelope)."""
+        ids = {"payout": row.id, "transaction": row.transaction_id}
+        with logs.bind(request_id=row.request_id, **ids):
+            try:
+                await self._prepare_and_send(row)
+            except store.LeaseLost as exc:
+                log.warning("payout %s: %s; leaving it to its new holder", row.id, exc)
+
+    async def _record_logged(self, row: PayoutRow, outcome: LookupResult) -> None:
+        ids = {"payout": row.id, "transaction": row.transaction_id, "hash": row.tx_hash}
+        with logs.bind(request_id=row.request_id, **ids):
+            try:
+                await self._record(row, outcome)
+            except store.LeaseLost as exc:
+                log.warning("payout %s: %s; leaving it to its new holder", row.id, exc)
+            except Exception:
+                log.exception("payout %s: recording its outcome failed", row.id)
+                await self._retry_quietly(row, internal_error_text("the payout step"))
+
     async def _send(self, row: PayoutRow) -> None:
         try:
             outcome = await self.adapter.submit(to_order(row))
@@ -226,6 +382,8 @@ class PayoutProcessor:
             return
         if not isinstance(found, NotFound):
             await self._record(row, found)
+        elif found.dead and row.op_index is not None:
+            await self._requeue(row, found)  # to be rebuilt with the lane's next batch
         elif found.dead:
             note = f"previous envelope {row.tx_hash} proven dead: {found.detail}"
             row = await self.save(
@@ -262,8 +420,27 @@ class PayoutProcessor:
                 next_attempt_at=self.clock() + timedelta(seconds=self.poll_delay(row.polls)),
                 last_error=None,
             )
-        else:  # NotFound straight from submit is not a thing; treat it as unknown
+        elif outcome.dead:  # another operation failed the shared envelope: rebuild it
+            await self._requeue(row, outcome)
+        else:
             await self.retry(row, outcome.detail, kind="pending")
+
+    async def _requeue(self, row: PayoutRow, dead: NotFound) -> None:
+        """The envelope is proven dead: forget it and make the payout due at once, to join
+        its lane's next envelope. Its attempt was counted when the envelope was built."""
+        await self.save(
+            row,
+            PayoutMove.DISCARD,
+            release=True,
+            note=f"previous envelope {row.tx_hash} proven dead: {dead.detail}",
+            envelope_xdr=None,
+            tx_hash=None,
+            source_sequence=None,
+            valid_until=None,
+            adapter_ref=None,
+            op_index=None,
+            next_attempt_at=self.clock(),
+        )
 
     def poll_delay(self, polls: int) -> float:
         """Accepted, not final: look again after PAYOUT_RETRY_BASE_S, then 1.5 times longer

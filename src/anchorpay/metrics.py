@@ -57,6 +57,12 @@ class Metrics:
             buckets=_SETTLE,
             registry=r,
         )
+        self.payout_batch_size = Histogram(
+            "anchorpay_payout_batch_size",
+            "Payouts carried by one envelope the worker built for several (operation batching)",
+            buckets=(2, 5, 10, 25, 50, 75, 100),
+            registry=r,
+        )
         # --- incoming payments and trustlines
         self.observer_payments = Counter(
             "anchorpay_observer_payments",

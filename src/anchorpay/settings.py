@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     stellar_channel_secrets: SecretStr | None = None
     stellar_tx_timeout_s: int = Field(60, ge=5)
     stellar_base_fee: int = Field(100, ge=100)
+    # Payment operations per signed transaction (operation batching; 1 turns it off).
+    stellar_max_ops_per_tx: int = Field(100, ge=1, le=100)
     assets_file: Path = Field(default_factory=lambda: config_dir() / "assets.toml")
     deposit_info_generator: Literal["self", "none", "custody"] = "self"
 

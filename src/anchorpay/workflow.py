@@ -186,7 +186,7 @@ async def claim_hashes(
     transaction as the record itself)."""
     for item in hashes.claims(before, after):
         for _ in range(2):  # a lost insert race is read back once
-            holder = await ledger_hashes.holder(session, item.hash)
+            holder = await ledger_hashes.holder(session, item.hash, after.id)
             if holder is not None:
                 message = hashes.refusal(item, after.id, holder)
                 if message is not None:

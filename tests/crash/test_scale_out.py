@@ -25,6 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -346,8 +347,10 @@ async def test_two_servers_three_workers_one_killed_pay_each_payout_once(
                     await asyncio.sleep(0.1)
             payout_s = time.monotonic() - t_record
 
-            # Every transaction completed, every payout confirmed with one distinct hash.
+            # Every transaction completed, every payout confirmed with its own payment: one
+            # (hash, destination, amount) each (memo-less payouts share envelopes: batching).
             hashes: list[str] = []
+            own: list[tuple[str, str, Decimal]] = []
             for tx_id in tx_ids:
                 server = apis[len(hashes) % 2].client
                 tx = (await server.get(f"/transactions/{tx_id}")).json()
@@ -358,18 +361,20 @@ async def test_two_servers_three_workers_one_killed_pay_each_payout_once(
                 assert payout["tx_hash"], payout
                 assert [s["id"] for s in tx["stellar_transactions"]] == [payout["tx_hash"]]
                 hashes.append(payout["tx_hash"])
-            assert len(set(hashes)) == PAYOUTS
+                own.append((payout["tx_hash"], payout["destination"], Decimal(payout["amount"])))
+            assert len(set(own)) == PAYOUTS
 
             # Exactly PAYOUTS payments on the ledger, none twice, each one a payout's.
-            paid: list[str] = []
+            paid: list[tuple[str, str, Decimal]] = []
             for account in destinations:
                 paid += [
-                    p["transaction_hash"] for p in await ledger_payments(ledger, account, payer)
+                    (p["transaction_hash"], p["to"], Decimal(p["amount"]))
+                    for p in await ledger_payments(ledger, account, payer)
                 ]
             twice = {h: n for h, n in Counter(paid).items() if n > 1}
             assert not twice, twice
             assert len(paid) == PAYOUTS
-            assert set(paid) == set(hashes)
+            assert set(paid) == set(own)
             if custody == "fireblocks":  # and one Fireblocks transfer per payout
                 state = (await ledger.get("/fireblocks/state")).json()
                 transfers = Counter(t["externalTxId"] for t in state["transactions"])

@@ -1,6 +1,8 @@
 """`ledger_hashes`: which transaction, for which purpose, holds each Stellar hash (Alembic
-revision 0008). Written in the same database transaction as the record that holds it; the
-primary key makes two transactions racing for one hash collide.
+revisions 0008, 0013). Written in the same database transaction as the record that holds it.
+A hash is held by one transaction, except a batch anchorpay paid (one envelope, one payment
+operation per payout): each transaction whose payout's envelope it is holds it too
+(`holder(..., transaction_id)` says so), so the key is (hash, transaction).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class LedgerHashRow(SQLModel, table=True):
     __tablename__ = "ledger_hashes"
 
     hash: str = Field(primary_key=True, max_length=128)
-    transaction_id: str = Field(max_length=64, index=True)
+    transaction_id: str = Field(primary_key=True, max_length=64, index=True)
     purpose: str = Field(max_length=16)  # HashPurpose
     recorded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -30,15 +32,33 @@ _T = LedgerHashRow.__table__  # type: ignore[attr-defined]
 _P = PayoutRow.__table__  # type: ignore[attr-defined]
 
 
-async def holder(session: AsyncSession, tx_hash: str) -> Holder | None:
-    """Who holds `tx_hash`: a transaction's record first, else a payout's envelope (a payout
-    in flight holds its hash before it is recorded on its transaction)."""
+async def holder(session: AsyncSession, tx_hash: str, transaction_id: str) -> Holder | None:
+    """Who holds `tx_hash`, as `transaction_id` should see it: its own payout's envelope or
+    record first (a batch's hash is each of its transactions' own), else another
+    transaction's record, else another payout's envelope (a payout in flight holds its hash
+    before it is recorded on its transaction)."""
     conn = await session.connection()
-    row = (
-        await conn.execute(select(_T.c.transaction_id, _T.c.purpose).where(_T.c.hash == tx_hash))
+    mine = (
+        await conn.execute(
+            select(_P.c.transaction_id, _P.c.purpose, _P.c.id).where(
+                _P.c.tx_hash == tx_hash, _P.c.transaction_id == transaction_id
+            )
+        )
     ).first()
-    if row is not None:
-        return Holder(transaction_id=row[0], purpose=HashPurpose(row[1]))
+    rows = (
+        await conn.execute(
+            select(_T.c.transaction_id, _T.c.purpose)
+            .where(_T.c.hash == tx_hash)
+            .order_by((_T.c.transaction_id == transaction_id).desc())
+        )
+    ).all()
+    own_record = [r for r in rows if r[0] == transaction_id]
+    if own_record:
+        return Holder(transaction_id=own_record[0][0], purpose=HashPurpose(own_record[0][1]))
+    if mine is not None:
+        return Holder(transaction_id=mine[0], purpose=HashPurpose(mine[1]), payout_id=mine[2])
+    if rows:
+        return Holder(transaction_id=rows[0][0], purpose=HashPurpose(rows[0][1]))
     payout = (
         await conn.execute(
             select(_P.c.transaction_id, _P.c.purpose, _P.c.id).where(_P.c.tx_hash == tx_hash)

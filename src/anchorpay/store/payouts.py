@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from anchorpay.domain.money import PayoutEntry
 from anchorpay.domain.payout_states import (
     IN_FLIGHT_STATES,
+    NOT_SENT_STATES,
     OPEN_STATES,
     PayoutMove,
     PayoutState,
@@ -56,6 +57,7 @@ class PayoutChanges(TypedDict, total=False):
     source_sequence: int | None
     valid_until: datetime | None
     ledger: int | None
+    op_index: int | None
 
 
 _T = PayoutRow.__table__  # type: ignore[attr-defined]
@@ -250,16 +252,24 @@ async def claim_due(
     *,
     states: Collection[PayoutState] = OPEN_STATES,
     lanes: Mapping[str, Sequence[str]] | None = None,
+    batch: Mapping[str, int] | None = None,
 ) -> list[PayoutRow]:
-    """Lease up to `limit` due payouts to `owner` and return them (committing is the
-    caller's). Payouts already in flight come first.
+    """Lease up to `limit` due payouts (or batches) to `owner` and return them (committing
+    is the caller's). Payouts already in flight come first.
 
     `lanes` maps an adapter whose submissions use sequence numbers to its source accounts
-    (the distribution account, or its channel accounts). Each lane carries one payout at a
+    (the distribution account, or its channel accounts). Each lane carries one envelope at a
     time: a payout not yet sent is claimed only with a lane no other payout of that adapter
     occupies (in flight, or claimed), and the lane is written on it (`source_account`).
-    A row from before lanes existed (no `source_account`) occupies the first lane."""
+    A row from before lanes existed (no `source_account`) occupies the first lane.
+
+    `batch` maps an adapter to how many payouts one envelope may carry. The lane then takes
+    the oldest due payout and, when it has no memo (Stellar has one memo per transaction),
+    the next oldest memo-less ones up to that number: a memo'd payout gets a lane to itself,
+    and whichever kind is oldest goes first, so neither starves. Payouts claimed together on
+    one lane are one batch (the caller groups them by `source_account`)."""
     lanes = lanes or {}
+    batch = batch or {}
     query = (
         select(_T.c.id, _T.c.version, _T.c.state, _T.c.adapter)
         .where(_due(now), _T.c.state.in_(list(states)))
@@ -277,9 +287,12 @@ async def claim_due(
     candidates = (await _run(session, query)).all()
     serial_locked: set[str] = set()
     claimed: list[str] = []
+    units = 0
     for pid, version, state, adapter in (tuple(r) for r in candidates):
-        if len(claimed) >= limit:
+        if units >= limit:
             break
+        if pid in claimed:
+            continue  # joined an earlier payout's batch
         conditions = [_T.c.id == pid, _T.c.version == version, _due(now)]
         values: dict[str, Any] = {}
         adapter_lanes = lanes.get(adapter)
@@ -318,8 +331,15 @@ async def claim_due(
                 **values,
             ),
         )
-        if result.rowcount == 1:
-            claimed.append(pid)
+        if result.rowcount != 1:
+            continue
+        claimed.append(pid)
+        units += 1
+        size = batch.get(adapter, 1)
+        if "source_account" in values and size > 1:
+            claimed += await _claim_batch_mates(
+                session, pid, adapter, values["source_account"], owner, now, lease_s, size - 1
+            )
     if not claimed:
         return []
     rows = (
@@ -331,6 +351,79 @@ async def claim_due(
     ).all()
     by_id = {r.id: r for r in rows}
     return [by_id[pid] for pid in claimed]
+
+
+def _memo_less() -> Any:
+    return or_(_T.c.memo.is_(None), _T.c.memo == "", _T.c.memo_type == "none")
+
+
+async def _claim_batch_mates(
+    session: AsyncSession,
+    leader: str,
+    adapter: str,
+    lane: str,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    room: int,
+) -> list[str]:
+    """Claim up to `room` more due, unsent, memo-less payouts of `adapter` onto `lane`, to
+    share the envelope of `leader` (when it has no memo itself). The lane was found free in
+    this database transaction, under the same serialisation as the leader's claim."""
+    memo_less = (
+        await _run(session, select(_T.c.id).where(_T.c.id == leader, _memo_less()))
+    ).first()
+    if memo_less is None:
+        return []
+    mates = (
+        select(_T.c.id)
+        .where(
+            _due(now),
+            _T.c.state.in_(list(NOT_SENT_STATES)),
+            _T.c.adapter == adapter,
+            _T.c.id != leader,
+            _memo_less(),
+        )
+        .order_by(_T.c.next_attempt_at, _T.c.created_at)
+        .limit(room)
+    )
+    if (await session.connection()).dialect.name == "postgresql":
+        mates = mates.with_for_update(skip_locked=True)
+    ids = [str(pid) for (pid,) in (await _run(session, mates)).all()]
+    if not ids:
+        return []
+    result = await _run(
+        session,
+        update(_T)
+        .where(_T.c.id.in_(ids), _due(now), _T.c.state.in_(list(NOT_SENT_STATES)))
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            source_account=lane,
+            version=_T.c.version + 1,
+        )
+        .returning(_T.c.id),
+    )
+    got = {str(pid) for (pid,) in result.all()}
+    return [pid for pid in ids if pid in got]
+
+
+async def save_all(
+    session: AsyncSession,
+    rows: Sequence[PayoutRow],
+    owner: str,
+    now: datetime,
+    move: PayoutMove,
+    changes: Mapping[str, PayoutChanges],
+    *,
+    lease_s: float | None = None,
+) -> list[PayoutRow]:
+    """`save` for several payouts in the caller's database transaction: all or none (a
+    LeaseLost rolls the whole transaction back)."""
+    return [
+        await save(session, row, owner, now, move, lease_s=lease_s, **changes.get(row.id, {}))
+        for row in rows
+    ]
 
 
 async def save(

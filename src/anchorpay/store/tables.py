@@ -106,6 +106,9 @@ class PayoutRow(SQLModel, table=True):
     envelope_xdr: str | None = None  # local signer: stored before submission
     tx_hash: str | None = Field(default=None, index=True, max_length=64)
     source_account: str | None = Field(default=None, max_length=56)  # the lane (signer)
+    # Its payment operation in an envelope it shares with other payouts (operation batching,
+    # all of them storing that envelope and hash); None when the envelope is its own.
+    op_index: int | None = None
     # The X-Request-Id of the request that recorded it: the worker's log lines carry it.
     request_id: str | None = Field(default=None, max_length=128)
     source_sequence: int | None = Field(  # Stellar sequence numbers are 64-bit

@@ -245,7 +245,7 @@ async def _read_only(session: AsyncSession) -> AsyncConnection:
 
 async def _payouts(conn: AsyncConnection, where: ColumnElement[bool]) -> list[PayoutRecord]:
     names = ("id", "transaction_id", "purpose", "state", "asset", "amount", "refund_fee")
-    query = select(*(_P.c[n] for n in (*names, "tx_hash", "created_at"))).where(where)
+    query = select(*(_P.c[n] for n in (*names, "tx_hash", "created_at", "op_index"))).where(where)
     return [
         PayoutRecord(
             **{**r, "amount": Decimal(r["amount"]), "refund_fee": Decimal(r["refund_fee"] or 0)}
@@ -316,7 +316,8 @@ async def run(
     try:
         payouts = {p.id: p for p in await read_payouts(sessions, sources.adapter, since)}
         payments = await read_payments(ledger, accounts, since, progress)
-        known = {p.tx_hash for p in payouts.values() if p.state == CONFIRMED}
+        # A batch's hash is read again whole: a payout of it may predate `since`.
+        known = {p.tx_hash for p in payouts.values() if p.state == CONFIRMED and p.op_index is None}
         unknown = {p.tx_hash for p in payments} - known
         payouts.update((p.id, p) for p in await read_by_hash(sessions, unknown))
         paid = {p.tx_hash for p in payments}

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -96,6 +97,26 @@ def test_every_confirmed_payout_on_the_ledger_is_ok() -> None:
         ("p2", "op-h-p2", False),
     ]
     assert (result.missing, result.unexplained, result.overpaid, result.ok) == ((), (), (), True)
+
+
+def test_a_batch_matches_each_payout_to_its_own_operation() -> None:
+    """Three payouts in one envelope (operation batching): each matches the operation at its
+    `op_index` (Horizon's operation id is a TOID: 1-based operation number in the low 12
+    bits); a fourth operation in that envelope, which no payout names, is unexplained."""
+    toid = (77 << 32) | (3 << 12)
+    batch = [
+        replace(payout(f"p{i}", f"tx{i}", tx_hash="hb", amount=str(i + 1)), op_index=i)
+        for i in range(3)
+    ]
+    ops = [paid("hb", str(i + 1), op=str(toid + i + 1)) for i in range(4)]
+    result = reconcile(batch, ops, {})
+    assert [(m.payout.id, m.payment.id) for m in result.matched] == [
+        (f"p{i}", str(toid + i + 1)) for i in range(3)
+    ]
+    assert [u.payment.id for u in result.unexplained] == [str(toid + 4)]
+    assert (result.missing, result.overpaid) == ((), ())
+    # Were op_index not read, one payout would take every operation of the hash.
+    assert ops[0].op_index == 0 and ops[3].op_index == 3
 
 
 def test_confirmed_payout_without_ledger_payment_is_missing() -> None:

@@ -246,3 +246,44 @@ async def test_lanes_carry_one_payout_each(sessions: async_sessionmaker[AsyncSes
         )
     (claimed,) = await claim(sessions, "w3", **lanes)
     assert (claimed.id, claimed.source_account) == (last.id, "GC2")  # GC1 is the legacy row's
+
+
+async def test_a_lane_takes_the_oldest_payout_and_memo_less_ones_batch_with_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Operation batching: a free lane takes the oldest due payout; when it has no memo, the
+    next oldest memo-less ones join it up to the batch size. A memo'd payout gets a lane to
+    itself (one memo per Stellar transaction), and the oldest goes first whatever its kind."""
+    memo = Intent(memo="42", memo_type="id")
+    kinds = [memo, *[Intent()] * 5, memo]  # m0 a1 a2 a3 a4 a5 m6, oldest first
+    rows = []
+    for i, intent in enumerate(kinds):
+        async with sessions() as s, s.begin():
+            rows.append(
+                await store.record_intent(
+                    s,
+                    f"tx{i}",
+                    intent,  # type: ignore[arg-type]
+                    "stellar",
+                    T0 + timedelta(seconds=i),
+                )
+            )
+    names = {r.id: f"{'m' if r.memo else 'a'}{i}" for i, r in enumerate(rows)}
+    opts = {"lanes": {"stellar": ("GC1", "GC2")}, "batch": {"stellar": 3}}
+    now = T0 + timedelta(minutes=1)
+
+    def by_lane(claimed: list[PayoutRow]) -> dict[str, list[str]]:
+        lanes: dict[str, list[str]] = {}
+        for row in claimed:
+            lanes.setdefault(row.source_account or "", []).append(names[row.id])
+        return lanes
+
+    first = await claim(sessions, "w1", now, **opts)
+    assert by_lane(first) == {"GC1": ["m0"], "GC2": ["a1", "a2", "a3"]}
+    assert await claim(sessions, "w2", now, **opts) == []  # both lanes carry an envelope
+    for row in first:
+        async with sessions() as s, s.begin():
+            await store.save(s, row, "w1", now, PayoutMove.FAIL, release=True)
+    second = await claim(sessions, "w2", now, **opts)
+    assert by_lane(second) == {"GC1": ["a4", "a5"], "GC2": ["m6"]}
+    assert all(r.lease_owner == "w2" for r in second)

@@ -52,6 +52,7 @@ def payout_view(row: PayoutRow) -> dict[str, Any]:
         "next_attempt_at": _ts(row.next_attempt_at),
         "adapter": row.adapter,
         "tx_hash": row.tx_hash,
+        "op_index": row.op_index,  # its operation in an envelope shared with other payouts
         "ledger": row.ledger,
         "valid_until": _ts(row.valid_until),
         "created_at": _ts(row.created_at),

@@ -5,7 +5,8 @@ No I/O: `anchorpay.reconcile` reads the ledger and the database and hands the va
 every rule below is testable with plain values. Four sections (README, "Reconciliation"):
 
 1. matched: a payout whose `tx_hash` is a ledger payment's hash (`in_flight` when the payout
-   is still `submitting`/`submitted`: on the ledger, its confirmation not yet recorded);
+   is still `submitting`/`submitted`: on the ledger, its confirmation not yet recorded); a
+   batched payout (several in one envelope) matches only its own operation (`op_index`);
 2. missing: confirmed payouts (created since `since`) whose hash is not among the payments;
 3. unexplained: payments whose hash no payout explains: no payout has it, or the payout that
    has it says it never paid (queued, waiting_trust, failed, cancelled);
@@ -48,6 +49,16 @@ class LedgerPayment:
     amount: Decimal
     created_at: datetime
 
+    @property
+    def op_index(self) -> int | None:
+        """Its position in its transaction, from Horizon's operation id (a TOID: ledger,
+        transaction and 1-based operation number in 32, 20 and 12 bits)."""
+        try:
+            number = int(self.id) & 0xFFF
+        except ValueError:
+            return None
+        return number - 1 if number else None
+
 
 @dataclass(frozen=True, slots=True)
 class PayoutRecord:
@@ -60,6 +71,7 @@ class PayoutRecord:
     refund_fee: Decimal
     tx_hash: str | None
     created_at: datetime
+    op_index: int | None = None  # its operation in an envelope it shares (batching)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +149,12 @@ def reconcile(
     created since `since`, plus any older one whose hash is among the payments). Only the
     confirmed payouts created since `since` can be missing: an older one's payment fell
     before the window."""
-    by_hash = {p.tx_hash: p for p in payouts if p.tx_hash}
+    by_hash = {p.tx_hash: p for p in payouts if p.tx_hash and p.op_index is None}
+    by_op = {(p.tx_hash, p.op_index): p for p in payouts if p.tx_hash and p.op_index is not None}
     matched: list[Match] = []
     unexplained: list[Unexplained] = []
     for payment in payments:
-        payout = by_hash.get(payment.tx_hash)
+        payout = by_op.get((payment.tx_hash, payment.op_index)) or by_hash.get(payment.tx_hash)
         if payout is not None and (payout.state == CONFIRMED or payout.state in IN_FLIGHT):
             matched.append(Match(payout, payment))
         else:

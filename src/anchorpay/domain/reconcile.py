@@ -150,7 +150,9 @@ def reconcile(
     confirmed payouts created since `since` can be missing: an older one's payment fell
     before the window."""
     by_hash = {p.tx_hash: p for p in payouts if p.tx_hash and p.op_index is None}
-    by_op = {(p.tx_hash, p.op_index): p for p in payouts if p.tx_hash and p.op_index is not None}
+    by_op: dict[tuple[str, int | None], PayoutRecord] = {
+        (p.tx_hash, p.op_index): p for p in payouts if p.tx_hash and p.op_index is not None
+    }
     matched: list[Match] = []
     unexplained: list[Unexplained] = []
     for payment in payments:

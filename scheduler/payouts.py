@@ -27,7 +27,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Unpack, cast
 
@@ -70,6 +70,7 @@ from anchorpay.store.unavailable import database_unavailable, describe
 log = logging.getLogger("anchorpay.payouts")
 
 CRASH_ENV = "ANCHORPAY_CRASH_AT"
+COMPLETION_SLOTS = 4  # completions of batched payouts written at once
 
 
 def crash_point(name: str) -> None:
@@ -125,6 +126,10 @@ class PayoutProcessor:
         self.clock = clock or SYSTEM.now
         self.backoff = backoff or Backoff.from_settings(settings)
         self.lease_s = settings.payout_lease_s
+        self._finishing: set[asyncio.Task[None]] = set()  # batches' completions being written
+        # Background completions take turns, so the next batch's claim and envelope (which
+        # wait on the same database) are not queued behind hundreds of them.
+        self._completing = asyncio.Semaphore(COMPLETION_SLOTS)
 
     # --- claiming --------------------------------------------------------------------------
 
@@ -194,10 +199,11 @@ class PayoutProcessor:
 
     # --- the steps -------------------------------------------------------------------------
 
-    async def _ready(self, row: PayoutRow) -> bool:
+    async def _ready(self, row: PayoutRow, status: str | None = None) -> bool:
         """Before material is built: still wanted, attempts left, the trustline there.
-        Otherwise the payout is closed, failed, parked or rescheduled here."""
-        if not await self._still_wanted(row):
+        Otherwise the payout is closed, failed, parked or rescheduled here. `status`: the
+        transaction's, when the caller read it already."""
+        if not await self._still_wanted(row, status):
             return False
         if row.attempts >= self.settings.payout_max_attempts:
             await self.completion.fail(self, row, self._gave_up(row))
@@ -326,7 +332,41 @@ class PayoutProcessor:
             await asyncio.gather(*(self.retry(r, str(exc)) for r in members))
             return
         crash_point("after_submit")
-        await asyncio.gather(*(self._record_logged(r, outcomes[r.id]) for r in members))
+        on_ledger = {o.ledger for o in outcomes.values() if isinstance(o, Confirmed)}
+        if len(on_ledger) == 1 and all(isinstance(o, Confirmed) for o in outcomes.values()):
+            # Frees the lane for the next envelope while the completions are written (one
+            # database transaction per payout, the slow part): the next batch is built and
+            # waits for its ledger meanwhile.
+            (ledger,) = on_ledger
+            async with self.sessions() as session, session.begin():
+                members = await store.save_all(
+                    session,
+                    members,
+                    self.owner,
+                    self.clock(),
+                    PayoutMove.KEEP,
+                    {r.id: {"ledger": ledger} for r in members},
+                    lease_s=self.lease_s,
+                )
+            task = asyncio.create_task(self._record_all(members, outcomes))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+            return
+        await self._record_all(members, outcomes)
+
+    async def _record_all(
+        self, members: list[PayoutRow], outcomes: Mapping[str, LookupResult]
+    ) -> None:
+        async def one(row: PayoutRow) -> None:
+            async with self._completing:
+                await self._record_logged(row, outcomes[row.id])
+
+        await asyncio.gather(*(one(r) for r in members))
+
+    async def drain(self) -> None:
+        """Wait for the completions still being written in the background."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing)
 
     async def _all_ready(self, rows: list[PayoutRow]) -> list[bool]:
         """`_ready` for each row, each in its own log context; a row that fails unexpectedly
@@ -449,12 +489,14 @@ class PayoutProcessor:
         base = self.settings.payout_retry_base_s
         return min(self.settings.payout_poll_max_s, base * 1.5 ** min(polls, 64))
 
-    async def _still_wanted(self, row: PayoutRow) -> bool:
+    async def _still_wanted(self, row: PayoutRow, status: str | None = None) -> bool:
         """Before anything (new) is sent: if the business moved the transaction out of
         `pending_stellar` meanwhile (error, expired...), do not pay behind its back."""
-        async with self.sessions() as session:
-            tx = await tx_store.get(session, row.transaction_id)
-        status = tx.status.value if tx is not None else "missing"
+        if status is None:
+            async with self.sessions() as session:
+                status = (await tx_store.statuses(session, [row.transaction_id])).get(
+                    row.transaction_id, "missing"
+                )
         if status == Status.PENDING_STELLAR.value:
             return True
         await self.save(

@@ -212,6 +212,8 @@ class Worker:
             self._scheduler = None
         await self._dispatcher.stop()
         await self._confirmer.stop()
+        if self.processor is not None:
+            await self.processor.drain()
         if self.adapter is not None:
             await self.adapter.aclose()
         for close in self._closers:
@@ -232,6 +234,7 @@ class Worker:
         if self.processor is not None:
             while await self.processor.run_batch(DISPATCH_STATES):
                 pass
+            await self.processor.drain()  # batches still writing their completions
 
     async def confirm(self) -> None:
         """Look up payouts accepted but not final (`submitted`) until none is due."""

@@ -287,3 +287,34 @@ async def test_a_lane_takes_the_oldest_payout_and_memo_less_ones_batch_with_it(
     second = await claim(sessions, "w2", now, **opts)
     assert by_lane(second) == {"GC1": ["a4", "a5"], "GC2": ["m6"]}
     assert all(r.lease_owner == "w2" for r in second)
+
+
+async def test_an_envelope_on_the_ledger_frees_its_lane_before_its_completion(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A batch confirmed on the ledger has consumed its sequence number: while its
+    completions are written (each payout still `submitting`, its `ledger` known), the lane
+    takes the next envelope. Without `ledger` the lane stays busy."""
+    opts = {"lanes": {"stellar": ("GC1",)}, "batch": {"stellar": 2}}
+    for i in range(4):
+        async with sessions() as s, s.begin():
+            await store.record_intent(
+                s,
+                f"tx{i}",
+                Intent(),  # type: ignore[arg-type]
+                "stellar",
+                T0 + timedelta(seconds=i),
+            )
+    now = T0 + timedelta(minutes=1)
+    first = await claim(sessions, "w1", now, **opts)
+    assert len(first) == 2
+    async with sessions() as s, s.begin():
+        sent = await store.save_all(s, first, "w1", now, PayoutMove.PREPARE, {}, lease_s=30)
+    assert await claim(sessions, "w2", now, **opts) == []  # in flight: the lane is busy
+    async with sessions() as s, s.begin():
+        await store.save_all(
+            s, sent, "w1", now, PayoutMove.KEEP, {r.id: {"ledger": 7} for r in sent}, lease_s=30
+        )
+    second = await claim(sessions, "w2", now, **opts)
+    assert [r.source_account for r in second] == ["GC1", "GC1"]
+    assert {r.id for r in second}.isdisjoint(r.id for r in first)

@@ -229,11 +229,13 @@ def _due(now: datetime) -> Any:
 
 
 def _occupying(adapter: str, other: Any, now: datetime) -> Any:
-    """`other` holds a lane of `adapter`: it is in flight, or claimed and being prepared."""
+    """`other` holds a lane of `adapter`: it is in flight, or claimed and being prepared.
+    An envelope known to be on the ledger (`ledger` set while its completion is written)
+    no longer needs its lane: its sequence number is consumed, the next one reads past it."""
     return and_(
         other.c.adapter == adapter,
         or_(
-            other.c.state.in_(IN_FLIGHT_STATES),
+            and_(other.c.state.in_(IN_FLIGHT_STATES), other.c.ledger.is_(None)),
             and_(
                 other.c.state.in_((QUEUED, WAITING_TRUST)),
                 other.c.lease_expires_at.is_not(None),
@@ -284,62 +286,69 @@ async def claim_due(
     if postgres:
         # PostgreSQL: rows another worker is claiming right now are skipped, not waited on.
         query = query.with_for_update(skip_locked=True)
-    candidates = (await _run(session, query)).all()
     serial_locked: set[str] = set()
     claimed: list[str] = []
     units = 0
-    for pid, version, state, adapter in (tuple(r) for r in candidates):
-        if units >= limit:
-            break
-        if pid in claimed:
-            continue  # joined an earlier payout's batch
-        conditions = [_T.c.id == pid, _T.c.version == version, _due(now)]
-        values: dict[str, Any] = {}
-        adapter_lanes = lanes.get(adapter)
-        if adapter_lanes and state not in IN_FLIGHT_STATES:
-            if postgres and adapter not in serial_locked:
-                # Under READ COMMITTED two claims would not see each other's uncommitted
-                # lease; a transaction-scoped advisory lock per adapter serialises them (on
-                # SQLite the single writer already does).
-                await _run(session, select(func.pg_advisory_xact_lock(_lock_key(adapter))))
-                serial_locked.add(adapter)
-            other = _T.alias("other")
-            lane_of = func.coalesce(other.c.source_account, adapter_lanes[0])
-            taken = await _run(
+    # A batch can absorb every candidate of a pass: read the next ones until the limit is
+    # reached or a pass claims nothing more (every lane busy, nothing due).
+    while units < limit:
+        page = query.where(_T.c.id.not_in(claimed)) if claimed else query
+        candidates = (await _run(session, page)).all()
+        before = units
+        for pid, version, state, adapter in (tuple(r) for r in candidates):
+            if units >= limit:
+                break
+            if pid in claimed:
+                continue  # joined an earlier payout's batch
+            conditions = [_T.c.id == pid, _T.c.version == version, _due(now)]
+            values: dict[str, Any] = {}
+            adapter_lanes = lanes.get(adapter)
+            if adapter_lanes and state not in IN_FLIGHT_STATES:
+                if postgres and adapter not in serial_locked:
+                    # Under READ COMMITTED two claims would not see each other's uncommitted
+                    # lease; a transaction-scoped advisory lock per adapter serialises them (on
+                    # SQLite the single writer already does).
+                    await _run(session, select(func.pg_advisory_xact_lock(_lock_key(adapter))))
+                    serial_locked.add(adapter)
+                other = _T.alias("other")
+                lane_of = func.coalesce(other.c.source_account, adapter_lanes[0])
+                taken = await _run(
+                    session,
+                    select(lane_of).where(_occupying(adapter, other, now), other.c.id != pid),
+                )
+                used = {str(lane) for (lane,) in taken.all()}
+                free = next((lane for lane in adapter_lanes if lane not in used), None)
+                if free is None:
+                    continue  # every lane is busy: the payout waits for one
+                busy = (
+                    select(other.c.id)
+                    .where(_occupying(adapter, other, now), other.c.id != pid, lane_of == free)
+                    .exists()
+                )
+                conditions.append(~busy)
+                values["source_account"] = free
+            result = await _run(
                 session,
-                select(lane_of).where(_occupying(adapter, other, now), other.c.id != pid),
+                update(_T)
+                .where(*conditions)
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    version=_T.c.version + 1,
+                    **values,
+                ),
             )
-            used = {str(lane) for (lane,) in taken.all()}
-            free = next((lane for lane in adapter_lanes if lane not in used), None)
-            if free is None:
-                continue  # every lane is busy: the payout waits for one
-            busy = (
-                select(other.c.id)
-                .where(_occupying(adapter, other, now), other.c.id != pid, lane_of == free)
-                .exists()
-            )
-            conditions.append(~busy)
-            values["source_account"] = free
-        result = await _run(
-            session,
-            update(_T)
-            .where(*conditions)
-            .values(
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                version=_T.c.version + 1,
-                **values,
-            ),
-        )
-        if result.rowcount != 1:
-            continue
-        claimed.append(pid)
-        units += 1
-        size = batch.get(adapter, 1)
-        if "source_account" in values and size > 1:
-            claimed += await _claim_batch_mates(
-                session, pid, adapter, values["source_account"], owner, now, lease_s, size - 1
-            )
+            if result.rowcount != 1:
+                continue
+            claimed.append(pid)
+            units += 1
+            size = batch.get(adapter, 1)
+            if "source_account" in values and size > 1:
+                claimed += await _claim_batch_mates(
+                    session, pid, adapter, values["source_account"], owner, now, lease_s, size - 1
+                )
+        if units == before:
+            break
     if not claimed:
         return []
     rows = (

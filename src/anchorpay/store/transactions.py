@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy import asc, desc, func, nulls_last
 from sqlalchemy import update as sql_update
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.domain.events import EventType, change_type
@@ -183,6 +183,19 @@ async def get_fingerprint(session: AsyncSession, transaction_id: str) -> str | N
     )
     value: str | None = result.first()
     return value
+
+
+async def statuses(session: AsyncSession, transaction_ids: Sequence[str]) -> dict[str, str]:
+    """The status of each transaction found, by id, in one query (the worker's check that a
+    batch's transactions still want paying)."""
+    if not transaction_ids:
+        return {}
+    result = await session.exec(
+        select(TransactionRow.id, TransactionRow.status).where(
+            col(TransactionRow.id).in_(list(transaction_ids))
+        )
+    )
+    return {str(tx_id): str(status) for tx_id, status in result.all()}
 
 
 async def insert(session: AsyncSession, tx: Transaction, fingerprint: str | None = None) -> None:

@@ -134,9 +134,17 @@ async def test_a_lost_answer_or_submission_pays_the_batch_once(
     workers.start()
     await env.drive(lambda: all_completed(env, tx_ids), timeout_s=40)
     payouts = await paid_once_each(env, tx_ids)
-    one_envelope(payouts)
+    shared = one_envelope(payouts)
     # The envelope, then one ambiguous answer: looked up (504) or resent (dropped).
     assert {p["attempts"] for p in payouts} == {2}
+    # The shared hash is each batched transaction's own; no other deposit may claim it.
+    other = await funded_deposit(env, (await env.account()).public_key)
+    params = {"transaction_id": other, "stellar_transaction_id": shared}
+    error = (await env.rpc("notify_onchain_funds_sent", params))["error"]
+    assert error["code"] == -32602
+    assert error["message"].startswith(f"Stellar transaction[{shared}] is already recorded on ")
+    assert error["message"].endswith(" as a payment; one on-chain transaction has one purpose")
+    assert (await env.tx(other))["status"] == "pending_anchor"
 
 
 @pytest.mark.parametrize("crash_at", ["after_prepare", "after_submit"])

@@ -404,7 +404,11 @@ class StellarSigner:
     # --- trustline -------------------------------------------------------------------------
 
     async def check_trustline(self, account: str, asset: str) -> bool:
-        return await read_trustline(self._ledger, account, asset)
+        # A batch checks its payouts side by side: one read per destination and asset.
+        trusted = await self._shared_call(
+            "trust", f"{account}:{asset}", lambda: read_trustline(self._ledger, account, asset)
+        )
+        return bool(trusted)
 
     async def aclose(self) -> None:
         return None  # the ledger client belongs to the caller

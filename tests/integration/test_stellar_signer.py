@@ -35,7 +35,7 @@ from anchorpay.adapters.ledger import (
     SubmitResult,
 )
 from anchorpay.adapters.stellar_signer import StellarSigner, stellar_amount, stellar_memo
-from anchorpay.domain.transaction import StellarTransaction
+from anchorpay.domain.transaction import StellarPayment, StellarTransaction
 from anchorpay.sandbox import SANDBOX_DISTRIBUTION_SECRET, SANDBOX_NETWORK_PASSPHRASE
 from anchorpay.sandbox.app import Sandbox
 from anchorpay.settings import ConfigError
@@ -422,3 +422,112 @@ def test_amounts_stellar_cannot_carry_are_permanent_with_a_sentence(amount: str)
         "922337203685.4775807)"
     )
     assert stellar_amount("922337203685.4775807") == "922337203685.4775807"
+
+
+# --- operation batching ------------------------------------------------------------------------
+
+
+def batch_signer(ledger: ScriptedLedger) -> StellarSigner:
+    return StellarSigner(
+        SOURCE.secret,
+        ledger,
+        network_passphrase=PASSPHRASE,
+        base_fee=100,
+        max_ops_per_tx=3,
+        clock=lambda: T0,
+    )
+
+
+async def test_prepare_batch_pays_each_buildable_order_in_one_envelope() -> None:
+    """Up to `max_ops_per_tx` orders, one payment operation each, in order; an order that can
+    never be built is refused with why and left out."""
+    others = [Keypair.random().public_key for _ in range(3)]
+    orders = [
+        order(id="a", destination=others[0], amount="1"),
+        order(id="bad", destination=others[1], amount="0.00000001"),
+        order(id="b", destination=others[2], amount="2"),
+        order(id="over", destination=DEST, amount="3"),  # beyond the limit: not even looked at
+    ]
+    batch = await batch_signer(ScriptedLedger()).prepare_batch(orders)
+    assert batch.accepted == ("a", "b")
+    assert list(batch.refused) == ["bad"] and batch.refused["bad"].code == "bad_amount"
+    assert batch.update is not None
+    env = TransactionEnvelope.from_xdr(batch.update.envelope_xdr or "", PASSPHRASE)
+    payments = [(op.destination.account_id, op.amount) for op in env.transaction.operations]
+    assert payments == [(others[0], "1"), (others[2], "2")]
+    assert env.transaction.fee == 200  # the base fee per operation
+    assert batch.update.tx_hash == env.hash_hex() and batch.update.source_sequence == 101
+
+
+async def batched(ledger: ScriptedLedger, n: int) -> list[PayoutOrder]:
+    dests = [Keypair.random().public_key for _ in range(n)]
+    orders = [order(id=f"p{i}", destination=d, amount=str(i + 1)) for i, d in enumerate(dests)]
+    batch = await batch_signer(ledger).prepare_batch(orders)
+    assert batch.update is not None
+    return [
+        dataclasses.replace(
+            o,
+            envelope_xdr=batch.update.envelope_xdr,
+            tx_hash=batch.update.tx_hash,
+            valid_until=batch.update.valid_until,
+            op_index=i,
+        )
+        for i, o in enumerate(orders)
+    ]
+
+
+async def test_a_failing_operation_fails_its_own_payout_and_proves_the_others_dead() -> None:
+    ledger = ScriptedLedger()
+    orders = await batched(ledger, 3)
+    codes = ("op_success", "op_no_trust", "op_success")
+    ledger.submits = [SubmitResult(orders[0].tx_hash or "", False, None, "tx_failed", codes)]
+    outcomes = await batch_signer(ledger).submit_batch(orders)
+    assert len(ledger.sent) == 1  # sent once for the three
+    failed = outcomes["p1"]
+    assert isinstance(failed, Failed) and failed.code == "op_no_trust"
+    assert failed.reason == (
+        f"The destination account {orders[1].destination} has no trustline for "
+        f"{USDC.removeprefix('stellar:')} (op_no_trust)"
+    )
+    for pid in ("p0", "p2"):
+        dead = outcomes[pid]
+        assert isinstance(dead, NotFound) and dead.dead
+        assert dead.detail == (
+            f"{orders[0].tx_hash} failed because of another payment in it (op_no_trust); "
+            "nothing was paid"
+        )
+
+
+async def test_a_confirmed_batch_gives_each_payout_its_own_payment_record() -> None:
+    ledger = ScriptedLedger()
+    orders = await batched(ledger, 3)
+    payments = [
+        StellarPayment(
+            str(100 + i), o.amount, "USDC:X", "payment", SOURCE.public_key, o.destination
+        )
+        for i, o in enumerate(orders)
+    ]
+    record = StellarTransaction(id="h", created_at=T0, envelope=None, payments=payments)
+    ledger.submits = [SubmitResult("h", True, 9, record=record)]
+    outcomes = await batch_signer(ledger).submit_batch(orders)
+    for i, o in enumerate(orders):
+        mine = outcomes[o.id]
+        assert isinstance(mine, Confirmed) and mine.record is not None
+        assert (mine.hash, mine.ledger) == ("h", 9)
+        assert mine.record.payments == [payments[i]]
+
+
+async def test_concurrent_reads_of_one_hash_or_trustline_share_one_request() -> None:
+    class Counting(ScriptedLedger):
+        reads: int = 0
+
+        async def get_account(self, account_id: str) -> Account:
+            self.reads += 1
+            await asyncio.sleep(0.01)
+            return await super().get_account(account_id)
+
+    ledger = Counting(accounts={DEST: Account(DEST, 1, (Balance(USDC, Decimal(0)),))})
+    s = batch_signer(ledger)
+    answers = await asyncio.gather(*(s.check_trustline(DEST, USDC) for _ in range(5)))
+    assert answers == [True] * 5 and ledger.reads == 1
+    assert await s.check_trustline(DEST, USDC) and ledger.reads == 2  # shared, not cached

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +54,7 @@ from anchorpay.sandbox.state import Queued, Rejected, TxRecord
 from anchorpay.settings import ENV_FILE_ENV, Settings
 
 REPO = Path(__file__).resolve().parent.parent
-ANCHORPAY = str(Path(sys.executable).parent / "anchorpay")
+ANCHORPAY = [str(Path(sys.executable).parent / "anchorpay")]
 USDC = "stellar:USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
 USD = "iso4217:USD"
 
@@ -153,46 +153,49 @@ def _env(sandbox_url: str, database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _processes(tmp: Path, env: dict[str, str], split: bool) -> Iterator[str]:
+@contextlib.asynccontextmanager
+async def _processes(tmp: Path, env: dict[str, str], split: bool) -> AsyncIterator[str]:
     """`anchorpay serve` (worker inside), or `serve --no-worker` + `worker`; yields the API's
-    base URL once it answers."""
+    base URL once it answers. Never blocks the loop: the sandbox is served on it."""
     port = _port()
-    commands = [[ANCHORPAY, "serve", "--port", str(port)]]
+    commands = [[*ANCHORPAY, "serve", "--port", str(port)]]
     if split:
-        subprocess.run([ANCHORPAY, "migrate"], env=env, cwd=tmp, check=True, capture_output=True)
-        commands = [[*commands[0], "--no-worker"], [ANCHORPAY, "worker"]]
-    procs: list[subprocess.Popen[bytes]] = []
+        migrate = await asyncio.create_subprocess_exec(
+            *ANCHORPAY, "migrate", env=env, cwd=tmp, stdout=subprocess.DEVNULL
+        )
+        assert await migrate.wait() == 0, "anchorpay migrate failed"
+        commands = [[*commands[0], "--no-worker"], [*ANCHORPAY, "worker"]]
+    procs: list[asyncio.subprocess.Process] = []
+    logs = [tmp / f"process{n}.log" for n in range(len(commands))]
     try:
-        for n, command in enumerate(commands):
-            with (tmp / f"process{n}.log").open("wb") as log:
+        for command, log_path in zip(commands, logs, strict=True):
+            with log_path.open("wb") as log:
                 procs.append(
-                    subprocess.Popen(
-                        command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT
+                    await asyncio.create_subprocess_exec(
+                        *command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT
                     )
                 )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            for n, proc in enumerate(procs):
-                log_text = (tmp / f"process{n}.log").read_text()
-                assert proc.poll() is None, log_text
-            assert time.monotonic() < deadline, "anchorpay did not start"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/health", timeout=1).status_code in (200, 503):
-                    break
-            time.sleep(0.1)
-        time.sleep(1.0)  # the worker's first passes are done: it is idle
+        async with httpx.AsyncClient(timeout=1) as client, asyncio.timeout(30):
+            while True:
+                for proc, log_path in zip(procs, logs, strict=True):
+                    assert proc.returncode is None, log_path.read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(f"{base}/health")).status_code in (200, 503):
+                        break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the worker's first passes are done: it is idle
         yield base
     finally:
         for proc in procs:
-            if proc.poll() is None:
+            if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
                 proc.kill()
+                await proc.wait()
 
 
 @dataclass
@@ -326,7 +329,7 @@ async def _run(
         url = database_url or f"sqlite+aiosqlite:///{tmp}/anchorpay.db"
         async with _served_sandbox(sandbox) as sandbox_url:
             env = _env(sandbox_url, url)
-            with _processes(Path(tmp), env, split) as api:
+            async with _processes(Path(tmp), env, split) as api:
                 samples = await _payouts(sandbox, api, n, ledger_close_s, random.Random(seed))
     _report(title, samples)
     return samples

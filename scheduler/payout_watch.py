@@ -2,11 +2,12 @@
 
 - **New work.** Another process (`serve --no-worker`, or any API server beside this worker)
   records intents this worker's `wake()` never hears of. Every WORKER_IDLE_POLL_S one indexed
-  read lists the due payouts; one it has not seen due before kicks the runners. A
-  notification (PostgreSQL LISTEN/NOTIFY) would save the half poll on average, but needs a
-  hook on every API server and a listening connection, and SQLite has none; the in-process
-  `wake()` is the same path with an instant notification, and measured 2× under the target
-  (bench/latency_bench.py), so a short read is enough.
+  read lists the due payouts; one it has not seen due before kicks its runner. Measured
+  against a PostgreSQL LISTEN/NOTIFY prototype, interleaved (bench/latency_bench.py, 60
+  payouts each, loaded 2-core machine): intent → submitted p50 77 ms polling, 76 ms
+  notified; the work after the kick (claim, a read, two Horizon reads, a commit) dominates; a
+  notification needs a hook on every API server and a listening connection, and SQLite has
+  none. The poll costs an idle worker about 5% of a core.
 - **A ledger closed.** While a payout's envelope is in flight (`submitting` or `submitted`
   with a hash), every WORKER_LEDGER_POLL_S one Horizon read of the latest ledger. When one
   closed since this watch last looked at a payout nobody holds (its submission was answered

@@ -3,8 +3,10 @@ worker settings (issue 19):
 
 - intent → submitted: from `do_stellar_payment`'s answer (the intent is committed) to the
   moment the sandbox first receives the payout's envelope; the worker idle before each one.
-- ledger close → completed: from the close of the ledger that includes the payment to the
-  transaction's `completed_at` (written by the worker with `confirmed`, in one commit).
+- ledger close → completed: from the close of the ledger that includes the payment (taken
+  as the close begins) to the transaction's `completed_at` (written by the worker with
+  `confirmed`, in one commit). Payouts go one at a time, each at a random phase against
+  the ledger closes and the worker's tick; one machine, so the clocks agree.
 
 The sandbox runs in this process (uvicorn, a real socket) so it can timestamp what it sees:
 envelopes as they arrive, ledgers as they close. anchorpay runs as real processes against
@@ -22,6 +24,9 @@ trustline, source sequence), done by a plain client.
 
     .venv/bin/python -m bench.latency_bench [--payouts 20] [--ledger-close 2]
         [--postgres postgresql+asyncpg://user@host:port/db]
+
+`--postgres` (or ANCHORPAY_BENCH_POSTGRES_URL in the environment, for `make bench`) names a
+server and database to connect to; the bench creates its own database there and drops it.
 """
 
 from __future__ import annotations

@@ -46,8 +46,8 @@ from anchorpay.store.unavailable import database_unavailable, describe
 log = logging.getLogger("anchorpay.worker")
 
 _T = PayoutRow.__table__  # type: ignore[attr-defined]
-# Due payouts listed per poll, newest first: new intents are the newest; older ones wait for
-# the tick, as before.
+# Payouts listed per poll: those in flight first (a few per lane), then the newest due (new
+# intents are the newest; older ones beyond this wait for the tick, as before).
 MAX_LISTED = 100
 
 
@@ -69,7 +69,7 @@ async def watched_payouts(services: JobServices, now: datetime) -> list[Watched]
     query = (
         select(_T.c.id, _T.c.state, due, in_flight, free, _T.c.updated_at)
         .where(_T.c.state.in_(OPEN_STATES), or_(due, in_flight))
-        .order_by(_T.c.created_at.desc())
+        .order_by(in_flight.desc(), _T.c.created_at.desc())
         .limit(MAX_LISTED)
     )
     async with services.sessions() as session:

@@ -8,6 +8,7 @@ from bench import (
     batching_bench,
     events_bench,
     fireblocks_bench,
+    latency_bench,
     machine_bench,
     rpc_bench,
     trustline_bench,
@@ -21,6 +22,7 @@ def main() -> None:
     asyncio.run(fireblocks_bench.main())
     asyncio.run(events_bench.main())
     asyncio.run(batching_bench.main())
+    asyncio.run(latency_bench.main())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ Both run with `max_instances=1` and `coalesce`; leases make several worker proce
 The scheduled jobs only kick a runner task that does the work, one run at a time; `wake()`
 kicks the dispatcher at once (an intent was just recorded) instead of at the next tick, and a
 kick during a run makes it go round once more, so nothing waits for the tick.
+`PayoutWatch` (scheduler/payout_watch.py) kicks them too: for payouts another process
+recorded (WORKER_IDLE_POLL_S), and when a ledger closes while an envelope is in flight
+(WORKER_LEDGER_POLL_S), so a payout is looked up at the close, not at its next tick.
 A database that cannot serve closes the shared `DatabaseOutage` (scheduler/outage.py): runs
 are skipped but for one probe per backoff step, one log line each, not one per tick.
 """
@@ -17,7 +20,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +32,7 @@ from anchorpay.domain.payout_states import PayoutState
 from anchorpay.scheduler.completion import Completion, RunMethod
 from anchorpay.scheduler.leases import release_leases
 from anchorpay.scheduler.outage import DatabaseOutage, outage_of
+from anchorpay.scheduler.payout_watch import PayoutWatch
 from anchorpay.scheduler.payouts import PayoutProcessor
 from anchorpay.services import JobServices
 from anchorpay.settings import ConfigError
@@ -144,6 +148,8 @@ class Worker:
         clock = clock or services.clock.now
         self.adapter = adapter or build_adapter(services)
         self.processor: PayoutProcessor | None = None
+        self.watch: PayoutWatch | None = None
+        self.outage = outage_of(services)
         if self.adapter is not None:
             completion = Completion(services, run_method=run_method, clock=clock)
             self.processor = PayoutProcessor(
@@ -155,9 +161,9 @@ class Worker:
                 clock=clock,
                 metrics=services.metrics,
             )
+            self.watch = PayoutWatch(services, self.kick, self.outage, clock=clock)
         self._optional_jobs = optional_jobs
         self._scheduler: AsyncIOScheduler | None = None
-        self.outage = outage_of(services)
         self._dispatcher = _Runner("payouts.dispatch", self.dispatch, self.outage)
         self._confirmer = _Runner("payouts.confirm", self.confirm, self.outage)
         self._closers: list[Callable[[], Awaitable[None]]] = []
@@ -186,6 +192,8 @@ class Worker:
                     replace_existing=True,
                     next_run_time=now,
                 )
+            if self.watch is not None:
+                self.watch.start()
         else:
             log.info("worker: custody is off (CUSTODY_TYPE=none); no payout jobs")
         if self._optional_jobs:
@@ -210,6 +218,8 @@ class Worker:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        if self.watch is not None:
+            await self.watch.stop()
         await self._dispatcher.stop()
         await self._confirmer.stop()
         if self.processor is not None:
@@ -228,6 +238,14 @@ class Worker:
         confirm now rather than at the next tick."""
         self._dispatcher.kick()
         self._confirmer.kick()
+
+    def kick(self, states: Collection[str]) -> None:
+        """Run the runner of each state now (`PayoutWatch`): only the one that has work, so
+        a new intent is not slowed by a confirm pass claiming nothing beside it."""
+        if any(state in DISPATCH_STATES for state in states):
+            self._dispatcher.kick()
+        if any(state in CONFIRM_STATES for state in states):
+            self._confirmer.kick()
 
     async def dispatch(self) -> None:
         """Claim and process due payouts until none is left."""

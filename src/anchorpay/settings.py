@@ -162,6 +162,11 @@ class Settings(BaseSettings):
 
     # Worker: payouts.
     worker_tick_s: float = Field(1.0, gt=0)
+    # Between ticks (scheduler/payout_watch.py): how often a worker looks for payouts another
+    # process recorded (one indexed read), and how often it reads the latest ledger while an
+    # envelope is in flight (one Horizon read; raise it on a rate-limited public Horizon).
+    worker_idle_poll_s: float = Field(0.05, gt=0)
+    worker_ledger_poll_s: float = Field(0.25, gt=0)
     payout_lease_s: float = Field(30.0, gt=0)
     payout_retry_base_s: float = Field(1.0, gt=0)
     payout_retry_max_s: float = Field(300.0, gt=0)

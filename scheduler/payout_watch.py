@@ -73,7 +73,7 @@ async def watched_payouts(services: JobServices, now: datetime) -> list[Watched]
         .limit(MAX_LISTED)
     )
     async with services.sessions() as session:
-        rows = (await session.execute(query)).all()
+        rows = (await (await session.connection()).execute(query)).all()
     return [
         Watched(str(pid), str(state), bool(is_due), bool(flying), not bool(is_free), updated_at)
         for pid, state, is_due, flying, is_free, updated_at in rows

@@ -5,7 +5,8 @@ transport with its lifespan run (migrations included).
 Migrating is the costly part of a fresh database, so it is done once per session
 (support/databases.py): a fresh SQLite file "migrated" in process is a copy of a template
 file Alembic made, and a PostgreSQL test's database is a copy of a migrated template made
-ahead of time in a background thread.
+ahead of time in a background thread. Under pytest-xdist (`make pytest` runs `-n 2`) each
+worker process has its own templates and databases, all named with a random suffix.
 
 By default the sandbox is off (STELLAR_NETWORK=testnet, HORIZON_URL unused, CUSTODY_TYPE=none),
 the worker does not run, and the ledger is `FakeLedger`; a test asks for anything else.

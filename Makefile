@@ -46,8 +46,12 @@ typecheck: $(STAMP_TEST) mirror
 lint-imports: $(STAMP_TEST) mirror
 	cd build/typecheck && PYTHONPATH=. ../../$(BIN)/lint-imports ../../pyproject.toml --no-cache
 
+# Two worker processes (pytest-xdist) by default: each has its own session databases
+# (tests/conftest.py), temp folders and ports. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP_TEST)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # The unit tier alone: pure tests, no database, no network, no subprocess.
 test-fast: $(STAMP_TEST)

@@ -2,6 +2,12 @@
 PostgreSQL database when ANCHORPAY_TEST_POSTGRES_URL is set), and the app over httpx's ASGI
 transport with its lifespan run (migrations included).
 
+Migrating is the costly part of a fresh database, so it is done once per session
+(support/databases.py): a fresh SQLite file "migrated" in process is a copy of a template
+file Alembic made, and a PostgreSQL test's database is a copy of a migrated template made
+ahead of time in a background thread. Under pytest-xdist (`make pytest` runs `-n 2`) each
+worker process has its own templates and databases, all named with a random suffix.
+
 By default the sandbox is off (STELLAR_NETWORK=testnet, HORIZON_URL unused, CUSTODY_TYPE=none),
 the worker does not run, and the ledger is `FakeLedger`; a test asks for anything else.
 """
@@ -31,6 +37,7 @@ from support.app import (
     SettingsFactory,
     _pg_admin,
 )
+from support.databases import PostgresClones, sqlite_templates
 
 TIERS = ("unit", "integration", "e2e", "crash")
 
@@ -48,6 +55,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = next((part for part in item.path.parts if part in TIERS), None)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In this process, `migrate.upgrade` of a SQLite file that does not exist yet copies a
+    template Alembic migrated once (made on first use); an existing file is migrated as
+    before. Processes a test starts migrate for themselves."""
+    with sqlite_templates(lambda: tmp_path_factory.mktemp("sqlite-template")):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -71,20 +87,28 @@ def postgres_template() -> Iterator[URL]:
         _pg_admin(admin, f'DROP DATABASE IF EXISTS "{template.database}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def postgres_clones(postgres_template: URL) -> Iterator[PostgresClones]:
+    """Fresh copies of `postgres_template`, made ahead in the background; dropped after use."""
+    clones = PostgresClones(make_url(os.environ[POSTGRES_ENV]), postgres_template)
+    try:
+        yield clones
+    finally:
+        clones.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """This test's own empty, migrated-on-start (SQLite) or migrated (PostgreSQL) database."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'anchorpay.db'}"
         return
-    template: URL = request.getfixturevalue("postgres_template")
-    admin = make_url(os.environ[POSTGRES_ENV])
-    name = f"t_{uuid.uuid4().hex}"
-    _pg_admin(admin, f'CREATE DATABASE "{name}" TEMPLATE "{template.database}"')
+    clones: PostgresClones = request.getfixturevalue("postgres_clones")
+    name = clones.take()
     try:
-        yield template.set(database=name).render_as_string(False)
+        yield clones.url(name)
     finally:
-        _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        clones.give_back(name)
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ def test_the_withdrawal_walkthrough_runs_as_written(tmp_path: Path) -> None:
     (where / ".venv").symlink_to(REPO / ".venv")  # what `make serve` leaves beside the user
     script = walkthrough("withdrawal")
     assert "H=localhost:8085\n" in script
-    env = bare_env(LOG_FORMAT="text", OBSERVER_INTERVAL_S="0.5")
+    # Ledgers every second, not the default 5 s: each `anchorpay sandbox pay` waits for the
+    # ledger that applies its payment (the script's `sleep 5` still covers the observer).
+    env = bare_env(LOG_FORMAT="text", OBSERVER_INTERVAL_S="0.5", SANDBOX_LEDGER_CLOSE_S="1")
     with serving([str(ANCHORPAY)], where, env) as base:
         port = base.rsplit(":", 1)[1]
         ran = subprocess.run(

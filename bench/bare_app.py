@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,6 +28,16 @@ TX = TransactionRow.__table__  # type: ignore[attr-defined]
 PAYOUTS = PayoutRow.__table__  # type: ignore[attr-defined]
 
 
+# Built once (SQLAlchemy compiles each once), as anchorpay's store does: an honest floor.
+_GET = select(TX).where(TX.c.id == bindparam("tx_id"))
+_CHANGE = (
+    TX.update()
+    .where(TX.c.id == bindparam("tx_id"), TX.c.version == bindparam("read"))
+    .values(status=bindparam("s"), updated_at=bindparam("at"), version=bindparam("v"))
+)
+_INSERT = PAYOUTS.insert()
+
+
 def _json(value: Any) -> Response:
     return Response(json.dumps(value, default=str), media_type="application/json")
 
@@ -36,24 +46,23 @@ def bare_app(engine: AsyncEngine) -> Starlette:
     async def change(request: Request) -> Response:
         tx_id = request.path_params["id"]
         async with engine.begin() as conn:
-            row = (await conn.execute(select(TX).where(TX.c.id == tx_id))).mappings().one()
-            written = await conn.execute(
-                update(TX)
-                .where(TX.c.id == tx_id, TX.c.version == row["version"])
-                .values(
-                    status=request.query_params["status"],
-                    updated_at=datetime.now(UTC),
-                    version=row["version"] + 1,
-                )
-            )
+            row = (await conn.execute(_GET, {"tx_id": tx_id})).mappings().one()
+            values = {
+                "tx_id": tx_id,
+                "read": row["version"],
+                "s": request.query_params["status"],
+                "at": datetime.now(UTC),
+                "v": row["version"] + 1,
+            }
+            written = await conn.execute(_CHANGE, values)
             if written.rowcount != 1:
                 return _json({"error": "modified concurrently"})
         return _json({"id": tx_id, "version": row["version"] + 1})
 
     async def get(request: Request) -> Response:
         async with engine.connect() as conn:
-            query = select(TX).where(TX.c.id == request.path_params["id"])
-            row = (await conn.execute(query)).mappings().one()
+            found = await conn.execute(_GET, {"tx_id": request.path_params["id"]})
+            row = found.mappings().one()
         return _json(dict(row))
 
     async def insert_payout(request: Request) -> Response:
@@ -76,7 +85,7 @@ def bare_app(engine: AsyncEngine) -> Starlette:
             "version": 0,
         }
         async with engine.begin() as conn:
-            await conn.execute(insert(PAYOUTS).values(**values))
+            await conn.execute(_INSERT, values)
         return _json({"id": values["id"]})
 
     return Starlette(

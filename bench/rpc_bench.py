@@ -1,8 +1,8 @@
 """The RPC against the database's own speed (issue 19): each RPC measurement is paired with a
 bare Starlette endpoint doing the same durable work (`bench/bare_app.py`) on the same engine,
 so the same SQLite file and settings, through the same in-process transport (no sockets: the
-numbers are the service's own cost). Pairs run in interleaved rounds, RPC and bare in turn,
-so a change of machine load hits both; the ratio is RPC / bare.
+numbers are the service's own cost). RPC and bare take turns (every 10 calls, or by round
+for the backlog), so a change of machine load hits both; the ratio is RPC / bare.
 
 - status changes: `request_offchain_funds` then `notify_offchain_funds_received`, one call
   at a time, vs load + optimistic-version UPDATE + commit;
@@ -40,6 +40,7 @@ USDC = "stellar:USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
 USER = "GDJLBYYKMCXNVVNABOE66NYXQGIA5AC5D223Z2KF6ZEYK4UBCA7FKLTG"
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 Calls = Sequence[Callable[[], Awaitable[None]]]  # requests to time, each checks its answer
+TURN = 10
 TARGETS = {"status changes": 0.7, "get_transaction": 0.8, "do_stellar_payment": 0.5}
 
 
@@ -204,10 +205,17 @@ async def rpc_intents(engine: AsyncEngine) -> int:
 
 
 async def run_pair(pair: Pair, round_no: int, rpc: Calls, bare: Calls, in_flight: int = 1) -> None:
-    """One round of both sides, the one that goes first alternating."""
+    """One round of both sides. One call at a time, they take turns every TURN calls, so a
+    burst of load from elsewhere on the machine falls on both; a backlog runs whole, the
+    side that goes first alternating by round."""
+    size = max(len(rpc), len(bare))
+    step = TURN if in_flight == 1 else size
     sides = [("rpc", rpc), ("bare", bare)]
-    for side, calls in sides if round_no % 2 == 0 else sides[::-1]:
-        pair.add(side, await timed(calls, in_flight))
+    if round_no % 2:
+        sides.reverse()
+    for start in range(0, size, step):
+        for side, calls in sides:
+            pair.add(side, await timed(calls[start : start + step], in_flight))
 
 
 def accounts(count: int, round_no: int) -> list[str]:

@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from anchorpay.store.writers import take_turns
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -34,6 +36,7 @@ def create_engine(url: str, busy_timeout_s: float = 30.0) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        take_turns(engine, busy_timeout_s)
         return engine
     # PostgreSQL: the same bound on waiting for a lock (lock_timeout, SQLSTATE 55P03).
     lock_ms = str(int(busy_timeout_s * 1000))

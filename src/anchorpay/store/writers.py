@@ -23,7 +23,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
 
-_HOLDS = "anchorpay_writer"  # in the pooled connection's info while it holds the turn
+# In the pooled connection's info from its transaction's first write: the lock it holds, or
+# None when it went ahead without a turn (its later writes in the transaction do not wait).
+_HOLDS = "anchorpay_writer"
 
 
 async def _acquire(lock: asyncio.Lock, timeout_s: float) -> bool:
@@ -54,8 +56,7 @@ class WriterTurns:
         """Before a connection's first write in its transaction (in SQLAlchemy's greenlet)."""
         if _HOLDS not in info:
             lock = self._lock()
-            if await_(_acquire(lock, self._timeout_s)):
-                info[_HOLDS] = lock
+            info[_HOLDS] = lock if await_(_acquire(lock, self._timeout_s)) else None
 
     def give_back(self, info: dict[Any, Any]) -> None:
         lock = info.pop(_HOLDS, None)

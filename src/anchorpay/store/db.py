@@ -49,6 +49,13 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine `sessions` opens its sessions on (`session_factory`'s)."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, AsyncEngine), engine
+    return engine
+
+
 async def insert_once(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING in the session's transaction: True when this call
     inserted the row. Unlike catching IntegrityError, a conflict neither raises nor aborts

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import asc, bindparam, desc, func, nulls_last
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,6 +31,7 @@ from anchorpay.domain.transaction import (
     Transaction,
 )
 from anchorpay.store import events
+from anchorpay.store.db import engine_of
 from anchorpay.store.tables import TransactionRow
 
 _T = TransactionRow.__table__  # type: ignore[attr-defined]
@@ -180,7 +182,20 @@ _UPDATE = _T.update().where(_T.c.id == bindparam("_id"), _T.c.version == bindpar
 
 
 async def get(session: AsyncSession, transaction_id: str) -> Transaction | None:
-    conn = await session.connection()
+    return await _get(await session.connection(), transaction_id)
+
+
+async def read(
+    sessions: async_sessionmaker[AsyncSession], transaction_id: str
+) -> Transaction | None:
+    """The transaction, read on a connection of its own: no session to set up, and one
+    rollback when the connection goes back to the pool (a session's close rolls back, then
+    the pool does again)."""
+    async with engine_of(sessions).connect() as conn:
+        return await _get(conn, transaction_id)
+
+
+async def _get(conn: AsyncConnection, transaction_id: str) -> Transaction | None:
     row = (await conn.execute(_GET, {"transaction_id": transaction_id})).mappings().first()
     return _from_values(row) if row is not None else None
 

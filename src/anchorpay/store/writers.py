@@ -85,14 +85,25 @@ def take_turns(engine: AsyncEngine, timeout_s: float) -> None:
     # Given back once the transaction is over: SQLAlchemy's commit and rollback events fire
     # before SQLite's COMMIT, which would let the next writer meet the lock (and sleep in the
     # busy handler) while the commit runs; a connection goes back to the pool right after its
-    # commit or rollback (a session's, `engine.begin()`'s). One kept checked out gives it
-    # back when it begins its next transaction.
+    # commit or rollback (a session's, `engine.begin()`'s), and the pool's reset comes first
+    # (before its own rollback, a no-op by then). One kept checked out gives it back when it
+    # begins its next transaction.
     @event.listens_for(sync_engine, "begin")
     def _begins(conn: Any) -> None:
         turns.give_back(conn.info)
 
-    @event.listens_for(sync_engine, "checkin")
-    @event.listens_for(sync_engine, "invalidate")
-    def _returned(dbapi_conn: Any, record: Any, *rest: Any) -> None:
+    def _returned(record: Any) -> None:
         if record is not None:
             turns.give_back(record.info)
+
+    @event.listens_for(sync_engine, "reset")
+    def _reset(dbapi_conn: Any, record: Any, state: Any) -> None:
+        _returned(record)
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: Any) -> None:
+        _returned(record)
+
+    @event.listens_for(sync_engine, "invalidate")
+    def _invalidate(dbapi_conn: Any, record: Any, exception: Any) -> None:
+        _returned(record)

@@ -40,7 +40,7 @@ USDC = "stellar:USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
 USER = "GDJLBYYKMCXNVVNABOE66NYXQGIA5AC5D223Z2KF6ZEYK4UBCA7FKLTG"
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 Calls = Sequence[Callable[[], Awaitable[None]]]  # requests to time, each checks its answer
-TURN = 10
+TURN = 10  # one call at a time, RPC and bare take turns every TURN calls
 TARGETS = {"status changes": 0.7, "get_transaction": 0.8, "do_stellar_payment": 0.5}
 
 

@@ -84,10 +84,10 @@ def take_turns(engine: AsyncEngine, timeout_s: float) -> None:
 
     # Given back once the transaction is over: SQLAlchemy's commit and rollback events fire
     # before SQLite's COMMIT, which would let the next writer meet the lock (and sleep in the
-    # busy handler) while the commit runs; a connection goes back to the pool right after its
-    # commit or rollback (a session's, `engine.begin()`'s), and the pool's reset comes first
-    # (before its own rollback, a no-op by then). One kept checked out gives it back when it
-    # begins its next transaction.
+    # busy handler) while the commit runs. A connection goes back to the pool right after its
+    # commit or rollback (a session's, `engine.begin()`'s): the pool's reset gives the turn
+    # back (after store/db.py's reset has rolled back a transaction still open). One kept
+    # checked out gives it back when it begins its next transaction.
     @event.listens_for(sync_engine, "begin")
     def _begins(conn: Any) -> None:
         turns.give_back(conn.info)

@@ -354,7 +354,7 @@ async def test_rest_catch_all_answers_json_with_a_reference(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(repo, "get", broken)
+    monkeypatch.setattr(repo, "read", broken)  # what GET /transactions/{id} reads with
     with caplog.at_level(logging.ERROR):
         response = await app_client.get("/transactions/some-id")
     assert response.status_code == 500

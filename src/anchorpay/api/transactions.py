@@ -87,8 +87,7 @@ async def get_transaction(request: Request) -> JSONResponse:
     refused = bad_string(tx_id, "transaction_id")
     if refused is not None:
         return _error(400, refused)
-    async with services.sessions() as session:
-        tx = await repo.get(session, tx_id)
+    tx = await repo.read(services.sessions, tx_id)
     if tx is None:
         return _error(404, f"transaction {tx_id} not found")
     return JSONResponse(transaction_result(tx, services.assets))

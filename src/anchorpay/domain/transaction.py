@@ -59,6 +59,11 @@ class StellarTransaction:
     # payment nor a deposit's payment: its hash is also its `refunds.payments[].id`.
     refund: bool = False
 
+    def clone(self) -> StellarTransaction:
+        copied = copy.copy(self)
+        copied.payments = [copy.copy(p) for p in self.payments]
+        return copied
+
 
 @dataclass(slots=True)
 class Transaction:
@@ -105,5 +110,15 @@ class Transaction:
         return self.transfer_received_at is not None
 
     def clone(self) -> Transaction:
-        """A deep copy the state machine may change without touching the caller's value."""
-        return copy.deepcopy(self)
+        """A copy the state machine may change without touching the caller's value: every
+        record and list inside is new; the other fields (strings, numbers, datetimes, enums)
+        are immutable and shared. A fraction of `copy.deepcopy`'s time; a test checks that
+        no field of a mutable type is left out."""
+        copied = copy.copy(self)
+        if self.fee_details is not None:
+            copied.fee_details = [copy.copy(d) for d in self.fee_details]
+        if self.refunds is not None:
+            copied.refunds = copy.copy(self.refunds)
+            copied.refunds.payments = [copy.copy(p) for p in self.refunds.payments]
+        copied.stellar_transactions = [s.clone() for s in self.stellar_transactions]
+        return copied

@@ -163,27 +163,30 @@ def parse_body(body: bytes) -> list[Any] | dict[str, Any]:
 
 def dump(value: Any) -> str:
     """Compact JSON; a Decimal anywhere is written as a number with its exact digits."""
-    marker = uuid.uuid4().hex
+    marker: list[str] = []  # made only when a Decimal is met (most answers have none)
     numbers: list[str] = []
 
-    def swap(item: Any) -> Any:
-        if isinstance(item, Decimal):
-            if not item.is_finite():
-                raise ValueError("a JSON number must be finite")
-            numbers.append(str(item))
-            return f"{marker}:{len(numbers) - 1}"
-        if isinstance(item, dict):
-            return {k: swap(v) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [swap(v) for v in item]
-        return item
+    def number(item: Any) -> str:
+        # json's C encoder calls this only for what it cannot write itself: no walk of the
+        # value in Python, and a Decimal becomes a placeholder string swapped back below.
+        if not isinstance(item, Decimal):
+            raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+        if not item.is_finite():
+            raise ValueError("a JSON number must be finite")
+        if not marker:
+            marker.append(uuid.uuid4().hex)
+        numbers.append(str(item))
+        return f"{marker[0]}:{len(numbers) - 1}"
 
-    text = json.dumps(swap(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=number
+    )
     # A lone surrogate (only inside strings) cannot be sent as UTF-8: write it as its escape.
-    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if not text.isascii():
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if not numbers:
         return text
-    return re.sub(f'"{marker}:(\\d+)"', lambda m: numbers[int(m.group(1))], text)
+    return re.sub(f'"{marker[0]}:(\\d+)"', lambda m: numbers[int(m.group(1))], text)
 
 
 def _version_text(value: Any) -> str:

@@ -9,7 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolResetState
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from anchorpay.store.writers import take_turns
 
 
 def is_sqlite(url: str) -> bool:
@@ -23,7 +26,10 @@ def create_engine(url: str, busy_timeout_s: float = 30.0) -> AsyncEngine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_s})
+        # The pool's reset below instead of its unconditional rollback-on-return.
+        engine = create_async_engine(
+            url, connect_args={"timeout": busy_timeout_s}, pool_reset_on_return=None
+        )
         busy_ms = int(busy_timeout_s * 1000)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -34,6 +40,15 @@ def create_engine(url: str, busy_timeout_s: float = 30.0) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        @event.listens_for(engine.sync_engine, "reset")
+        def _rollback_if_open(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:
+            # A connection back in the pool is rolled back only when a transaction is still
+            # open: after a commit (every write) the rollback would be one more trip to the
+            # connection's thread for nothing. sqlite3 knows without asking the database.
+            if state.asyncio_safe and dbapi_conn.driver_connection.in_transaction:
+                dbapi_conn.rollback()
+
+        take_turns(engine, busy_timeout_s)  # after the reset above: the rollback comes first
         return engine
     # PostgreSQL: the same bound on waiting for a lock (lock_timeout, SQLSTATE 55P03).
     lock_ms = str(int(busy_timeout_s * 1000))
@@ -44,6 +59,13 @@ def create_engine(url: str, busy_timeout_s: float = 30.0) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine `sessions` opens its sessions on (`session_factory`'s)."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, AsyncEngine), engine
+    return engine
 
 
 async def insert_once(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import bindparam, func, literal, select, text, tuple_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from anchorpay.domain.events import EventType
@@ -56,6 +56,34 @@ class Cursor:
         return cls(int(txid), int(position))
 
 
+def _bound(name: str) -> Any:
+    return bindparam(name, type_=_T.c[name].type)
+
+
+_RECORDED = ("id", "transaction_id", "type", "created_at", "transaction", "detail", "deliver_since")
+
+
+def _record_statement(txid: Any = None) -> Any:
+    """One INSERT … SELECT: the row with the next `seq` of its transaction (one statement,
+    not a read of the last `seq` then an insert). Built once per dialect: SQLAlchemy
+    compiles it once."""
+    columns = [_bound(name) for name in _RECORDED]
+    names = [*_RECORDED, "seq", "state", "attempts"]
+    columns += [func.coalesce(func.max(_T.c.seq), 0) + 1, literal("pending"), literal(0)]
+    if txid is not None:
+        names.append("txid")
+        columns.append(txid)
+    rows = select(*columns).where(_T.c.transaction_id == _bound("transaction_id"))
+    return _T.insert().from_select(names, rows)
+
+
+# PostgreSQL also stores the id of the database transaction writing the row (the feed).
+_RECORD = {
+    "sqlite": _record_statement(),
+    "postgresql": _record_statement(text("pg_current_xact_id()::text::bigint")),
+}
+
+
 async def record(
     session: AsyncSession,
     transaction_id: str,
@@ -69,25 +97,17 @@ async def record(
     this transaction cannot be taken by anyone else before we commit (the unique
     constraint would refuse it anyway)."""
     conn = await session.connection()
-    last = (
-        await conn.execute(select(func.max(_T.c.seq)).where(_T.c.transaction_id == transaction_id))
-    ).scalar()
     event_id = str(uuid.uuid4())
     values: dict[str, Any] = {
         "id": event_id,
         "transaction_id": transaction_id,
-        "seq": (last or 0) + 1,
         "type": event_type.value,
         "created_at": at,
         "transaction": snapshot,
         "detail": detail,
-        "state": "pending",
-        "attempts": 0,
         "deliver_since": at,
     }
-    if conn.dialect.name == "postgresql":
-        values["txid"] = text("pg_current_xact_id()::text::bigint")
-    await conn.execute(_T.insert().values(**values))
+    await conn.execute(_RECORD[conn.dialect.name], values)
     return event_id
 
 

@@ -10,13 +10,13 @@ path (RPC, worker, observer, trustline poller) can change a transaction without 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import asc, desc, func, nulls_last
-from sqlalchemy import update as sql_update
+from sqlalchemy import asc, bindparam, desc, func, nulls_last
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,7 +31,10 @@ from anchorpay.domain.transaction import (
     Transaction,
 )
 from anchorpay.store import events
+from anchorpay.store.db import engine_of
 from anchorpay.store.tables import TransactionRow
+
+_T = TransactionRow.__table__  # type: ignore[attr-defined]
 
 OrderBy = Literal["created_at", "transfer_received_at", "user_action_required_by"]
 Order = Literal["asc", "desc"]
@@ -142,7 +145,7 @@ def from_snapshot(values: dict[str, Any]) -> Transaction:
     return _from_values(converted)
 
 
-def _from_values(row: dict[str, Any]) -> Transaction:
+def _from_values(row: Mapping[str, Any]) -> Transaction:
     values: dict[str, Any] = {name: row[name] for name in _SIMPLE_FIELDS}
     refunds = None
     if row["refunds"] is not None:
@@ -172,9 +175,29 @@ def _from_values(row: dict[str, Any]) -> Transaction:
     )
 
 
+# Built once, so SQLAlchemy compiles each once (its statement cache) instead of building and
+# hashing a new statement per call. The read is Core: no ORM instance to build and track.
+_GET = select(_T).where(_T.c.id == bindparam("transaction_id"))
+_UPDATE = _T.update().where(_T.c.id == bindparam("_id"), _T.c.version == bindparam("_read"))
+
+
 async def get(session: AsyncSession, transaction_id: str) -> Transaction | None:
-    row = await session.get(TransactionRow, transaction_id)
-    return from_row(row) if row is not None else None
+    return await _get(await session.connection(), transaction_id)
+
+
+async def read(
+    sessions: async_sessionmaker[AsyncSession], transaction_id: str
+) -> Transaction | None:
+    """The transaction, read on a connection of its own: no session to set up, and one
+    rollback when the connection goes back to the pool (a session's close rolls back, then
+    the pool does again)."""
+    async with engine_of(sessions).connect() as conn:
+        return await _get(conn, transaction_id)
+
+
+async def _get(conn: AsyncConnection, transaction_id: str) -> Transaction | None:
+    row = (await conn.execute(_GET, {"transaction_id": transaction_id})).mappings().first()
+    return _from_values(row) if row is not None else None
 
 
 async def get_fingerprint(session: AsyncSession, transaction_id: str) -> str | None:
@@ -225,12 +248,9 @@ async def update(
         before_status = Status(found) if found is not None else tx.status
     values = to_row_values(tx)
     values["version"] = tx.version + 1
-    result = await session.exec(
-        sql_update(TransactionRow)
-        .where(TransactionRow.id == tx.id, TransactionRow.version == tx.version)  # type: ignore[arg-type]
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    conn = await session.connection()
+    # SET every column given in the parameters, WHERE the version is the one read.
+    result = await conn.execute(_UPDATE, {**values, "_id": tx.id, "_read": tx.version})
     if result.rowcount != 1:
         raise ConcurrentModification(tx.id)
     session.expunge_all()

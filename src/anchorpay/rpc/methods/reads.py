@@ -133,8 +133,7 @@ async def get_transaction(services: Services, params: Any) -> dict[str, object]:
         raise InvalidParams("transaction id cannot be empty")
     if not isinstance(transaction_id, str):
         raise InvalidParams("transaction_id must be a string")
-    async with services.sessions() as session:
-        tx = await repo.get(session, transaction_id)
+    tx = await repo.read(services.sessions, transaction_id)
     if tx is None:
         raise InternalError(f"transaction (id={transaction_id}) is not found")
     return transaction_result(tx, services.assets)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import events_bench, fireblocks_bench, machine_bench, rpc_bench, trustline_bench
+from bench import (
+    events_bench,
+    fireblocks_bench,
+    list_bench,
+    machine_bench,
+    rpc_bench,
+    trustline_bench,
+)
 
 
 def main() -> None:
@@ -13,6 +20,7 @@ def main() -> None:
     asyncio.run(trustline_bench.main())
     asyncio.run(fireblocks_bench.main())
     asyncio.run(events_bench.main())
+    asyncio.run(list_bench.main())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from sqlalchemy import asc, desc, func, nulls_last
 from sqlalchemy import update as sql_update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from anchorpay.domain.events import EventType, change_type
 from anchorpay.domain.statuses import Kind, Status
@@ -236,6 +237,27 @@ _ORDER_COLUMNS: dict[str, Any] = {
 }
 
 
+def list_statement(
+    *,
+    statuses: Sequence[str] | None = None,
+    order_by: OrderBy = "created_at",
+    order: Order = "asc",
+    page_number: int = 0,
+    page_size: int = 20,
+) -> SelectOfScalar[TransactionRow]:
+    """The query of `list_page` (the benchmark runs it on the bare driver too)."""
+    column = _ORDER_COLUMNS[order_by]
+    direction = asc if order == "asc" else desc
+    query = select(TransactionRow)
+    if statuses:
+        query = query.where(TransactionRow.status.in_(list(statuses)))  # type: ignore[attr-defined]
+    return (
+        query.order_by(nulls_last(direction(column)), asc(TransactionRow.id))
+        .offset(page_number * page_size)
+        .limit(page_size)
+    )
+
+
 async def list_page(
     session: AsyncSession,
     *,
@@ -246,15 +268,12 @@ async def list_page(
     page_size: int = 20,
 ) -> list[Transaction]:
     """Filter by status, order with NULLS LAST then by id (as the reference), page."""
-    column = _ORDER_COLUMNS[order_by]
-    direction = asc if order == "asc" else desc
-    query = select(TransactionRow)
-    if statuses:
-        query = query.where(TransactionRow.status.in_(list(statuses)))  # type: ignore[attr-defined]
-    query = (
-        query.order_by(nulls_last(direction(column)), asc(TransactionRow.id))
-        .offset(page_number * page_size)
-        .limit(page_size)
+    query = list_statement(
+        statuses=statuses,
+        order_by=order_by,
+        order=order,
+        page_number=page_number,
+        page_size=page_size,
     )
     rows = (await session.exec(query)).all()
     return [from_row(r) for r in rows]

@@ -1,0 +1,426 @@
+"""`get_transactions` at scale: `list_page` (the store function the RPC calls, through the
+engine of `store/db.py`) against its own SQL on the bare driver, on a table of a million
+transactions, for every filter and order the API offers, at pages spread over the whole
+result (page_number deep into the table included).
+
+A SQLite file always; PostgreSQL too when ANCHORPAY_BENCH_POSTGRES_URL (or
+ANCHORPAY_TEST_POSTGRES_URL) names a server (a throwaway database is created on it and
+dropped after). ANCHORPAY_BENCH_LIST_ROWS (default 1,000,000) and
+ANCHORPAY_BENCH_LIST_PAGES (pages timed per shape, default 200) make a quicker run.
+
+The rows are filled in bulk (executemany / COPY, the indexes built after), as a migrated
+database holds them: a realistic spread of statuses and kinds, `transfer_received_at` and
+`user_action_required_by` mostly set or mostly NULL as a live anchor's would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from anchorpay.store import migrate
+from anchorpay.store import transactions as repo
+from anchorpay.store.db import create_engine, session_factory
+from anchorpay.store.tables import TransactionRow
+from anchorpay.store.transactions import Order, OrderBy
+
+ROWS = int(os.environ.get("ANCHORPAY_BENCH_LIST_ROWS", "1000000"))
+PAGES = int(os.environ.get("ANCHORPAY_BENCH_LIST_PAGES", "200"))
+PAGE_SIZE = 20
+TABLE = "sep24_transactions"
+USDC = "stellar:USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5"
+
+# Per mille, roughly a live anchor's table: mostly finished, a tail of everything else.
+STATUS_WEIGHTS = {
+    "completed": 700,
+    "incomplete": 60,
+    "pending_user_transfer_start": 50,
+    "expired": 50,
+    "pending_anchor": 30,
+    "refunded": 20,
+    "error": 20,
+    "pending_external": 10,
+    "pending_stellar": 10,
+    "pending_user_transfer_complete": 10,
+    "pending_trust": 5,
+    "on_hold": 5,
+    "pending_user": 5,
+    "pending_transaction_info_update": 5,
+    "no_market": 3,
+    "too_small": 3,
+    "too_large": 3,
+}
+FUNDS_RECEIVED = {"completed", "refunded", "pending_anchor", "pending_stellar", "pending_trust"}
+USER_ACTION = {"pending_user_transfer_start", "pending_user", "pending_transaction_info_update"}
+
+# The filters timed: none, one status, several (as a dashboard's "open" view).
+FILTERS: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    "one": ("pending_anchor",),
+    "several": ("pending_user_transfer_start", "pending_anchor", "pending_stellar", "error"),
+}
+ORDER_BYS: tuple[OrderBy, ...] = ("created_at", "transfer_received_at", "user_action_required_by")
+ORDERS: tuple[Order, ...] = ("asc", "desc")
+
+
+# ---- the rows ----------------------------------------------------------------------------
+
+
+def _account(rng: random.Random) -> str:
+    return "G" + "".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=55))
+
+
+def generate(n: int, seed: int = 19) -> Iterator[dict[str, Any]]:
+    """`n` transaction rows as column values (datetimes aware, JSON as Python values)."""
+    rng = random.Random(seed)
+    statuses = list(STATUS_WEIGHTS)
+    weights = list(STATUS_WEIGHTS.values())
+    accounts = [_account(rng) for _ in range(1000)]
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    step = timedelta(days=730) / max(n, 1)
+    started = start
+    for i in range(n):
+        # Now and then two transactions start in the same microsecond: ties, ordered by id.
+        if rng.random() >= 0.02:
+            started = start + step * i + timedelta(microseconds=rng.randrange(1_000_000))
+        status = rng.choices(statuses, weights)[0]
+        kind = "deposit" if rng.random() < 0.6 else "withdrawal"
+        amount = rng.randrange(100, 1_000_000)
+        fee = amount // 100
+        user = rng.choice(accounts)
+        received = started + timedelta(seconds=rng.randrange(60, 3600))
+        # Deadlines are set on the minute (ties again); nearly every other status clears them.
+        deadline = (started + timedelta(hours=rng.randrange(1, 48))).replace(
+            second=0, microsecond=0
+        )
+        funds = status in FUNDS_RECEIVED or (status == "error" and rng.random() < 0.5)
+        final = status in {"completed", "refunded"}
+        row: dict[str, Any] = {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "sep": "24",
+            "kind": kind,
+            "status": status,
+            "version": rng.randrange(1, 8),
+            "create_fingerprint": None,
+            "requested_asset": USDC,
+            "amount_expected": str(amount),
+            "amount_in": str(amount) if funds else None,
+            "amount_in_asset": ("iso4217:USD" if kind == "deposit" else USDC) if funds else None,
+            "amount_out": str(amount - fee) if funds else None,
+            "amount_out_asset": (USDC if kind == "deposit" else "iso4217:USD") if funds else None,
+            "amount_fee": str(fee) if funds else None,
+            "amount_fee_asset": "iso4217:USD" if funds else None,
+            "fee_details": [{"name": "service", "amount": str(fee), "description": None}]
+            if funds
+            else None,
+            "quote_id": None,
+            "started_at": started,
+            "updated_at": received if funds else started,
+            "completed_at": received + timedelta(seconds=30) if final else None,
+            "transfer_received_at": received if funds else None,
+            "user_action_required_by": deadline
+            if status in USER_ACTION or (status == "incomplete" and rng.random() < 0.5)
+            else None,
+            "message": "timed out" if status in {"error", "expired"} else None,
+            "refunds": None,
+            "stellar_transactions": [],
+            "stellar_transaction_id": None,
+            "from_account": user if kind == "withdrawal" else None,
+            "to_account": None if kind == "deposit" else accounts[0],
+            "withdraw_anchor_account": accounts[0] if kind == "withdrawal" else None,
+            "external_transaction_id": None,
+            "memo": str(rng.randrange(10**9)) if kind == "withdrawal" else None,
+            "memo_type": "id" if kind == "withdrawal" else None,
+            "refund_memo": None,
+            "refund_memo_type": None,
+            "client_domain": "wallet.example.com",
+            "client_name": None,
+            "sep10_account": user,
+            "sep10_account_memo": None,
+        }
+        if final:
+            tx_hash = f"{rng.getrandbits(256):064x}"
+            row["stellar_transaction_id"] = tx_hash
+            row["stellar_transactions"] = [
+                {
+                    "id": tx_hash,
+                    "created_at": received.isoformat(),
+                    "envelope": None,
+                    "payments": [
+                        {
+                            "id": str(rng.getrandbits(62)),
+                            "amount": str(amount - fee),
+                            "asset": USDC.removeprefix("stellar:"),
+                            "payment_type": "payment",
+                            "source_account": accounts[0],
+                            "destination_account": user,
+                        }
+                    ],
+                    "memo": None,
+                    "memo_type": None,
+                    "refund": False,
+                }
+            ]
+        yield row
+
+
+COLUMNS: tuple[str, ...] = tuple(c.name for c in TransactionRow.__table__.columns)  # type: ignore[attr-defined]
+_JSON = {"fee_details", "refunds", "stellar_transactions"}
+
+
+def _sqlite_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _JSON:
+        return json.dumps(value)
+    if isinstance(value, datetime):  # as SQLAlchemy's SQLite DateTime stores it (UTC, naive)
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _batches(
+    n: int, convert: Callable[[str, Any], Any], size: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in generate(n):
+        batch.append(tuple(convert(c, row.get(c)) for c in COLUMNS))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def fill_sqlite(path: Path, n: int) -> None:
+    """`n` rows into the migrated file at `path`: the indexes are dropped, the rows inserted
+    in one transaction, the indexes built again from their own DDL."""
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute("PRAGMA cache_size=-1000000")
+        indexes = con.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (TABLE,),
+        ).fetchall()
+        for name, _ in indexes:
+            con.execute(f'DROP INDEX "{name}"')
+        marks = ", ".join("?" for _ in COLUMNS)
+        insert = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})"
+        with con:
+            for batch in _batches(n, _sqlite_value, 10_000):
+                con.executemany(insert, batch)
+        for _, sql in indexes:
+            con.execute(sql)
+        con.commit()
+    finally:
+        con.close()
+
+
+def _pg_value(name: str, value: Any) -> Any:
+    return json.dumps(value) if name in _JSON and value is not None else value
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(False)
+
+
+async def fill_postgres(url: str, n: int) -> None:
+    """`n` rows into the migrated database at `url` with COPY, the indexes built after, then
+    VACUUM ANALYZE (what autovacuum does to a table that has settled)."""
+    con = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        indexes = await con.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 AND indexname "
+            "NOT IN (SELECT conname FROM pg_constraint)",
+            TABLE,
+        )
+        for index in indexes:
+            await con.execute(f'DROP INDEX "{index["indexname"]}"')
+        for batch in _batches(n, _pg_value, 50_000):
+            await con.copy_records_to_table(TABLE, records=batch, columns=list(COLUMNS))
+        for index in indexes:
+            await con.execute(index["indexdef"])
+        await con.execute(f"VACUUM ANALYZE {TABLE}")
+    finally:
+        await con.close()
+
+
+# ---- the timing ----------------------------------------------------------------------------
+
+
+def _ms(seconds: Sequence[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+class Bare:
+    """The statement of `list_page`, compiled to text, on the bare driver."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.dialect = engine.dialect
+        self.url = url
+        self.sqlite: sqlite3.Connection | None = None
+        self.pg: asyncpg.Connection | None = None
+
+    async def open(self) -> None:
+        if self.dialect.name == "sqlite":
+            self.sqlite = sqlite3.connect(make_url(self.url).database or "")
+        else:
+            self.pg = await asyncpg.connect(_asyncpg_dsn(self.url))
+
+    async def close(self) -> None:
+        if self.sqlite is not None:
+            self.sqlite.close()
+        if self.pg is not None:
+            await self.pg.close()
+
+    def sql(self, **shape: Any) -> str:
+        statement = repo.list_statement(**shape)
+        return str(statement.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
+
+    async def scalar(self, sql: str) -> Any:
+        if self.sqlite is not None:
+            return self.sqlite.execute(sql).fetchone()[0]
+        assert self.pg is not None
+        return await self.pg.fetchval(sql)
+
+    async def ids(self, sql: str) -> list[str]:
+        if self.sqlite is not None:
+            cursor = self.sqlite.execute(sql)
+            at = [d[0] for d in cursor.description].index("id")
+            return [row[at] for row in cursor.fetchall()]
+        assert self.pg is not None
+        return [row["id"] for row in await self.pg.fetch(sql)]
+
+
+async def _count(bare: Bare, statuses: tuple[str, ...] | None) -> int:
+    where = ""
+    if statuses:
+        where = " WHERE status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")"
+    return int(await bare.scalar(f"SELECT count(*) FROM {TABLE}{where}"))
+
+
+async def _timed(call: Callable[[], Awaitable[list[str]]]) -> tuple[float, list[str]]:
+    start = time.perf_counter()
+    ids = await call()
+    return time.perf_counter() - start, ids
+
+
+async def run(url: str, label: str, rows: int, pages: int) -> list[float]:
+    """Time every shape on the filled database at `url`; answers every list_page time."""
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    bare = Bare(engine, url)
+    await bare.open()
+    rng = random.Random(7)
+    every: list[float] = []
+    print(f"\n{label}: {rows:,} rows, {pages} pages per shape (page_size {PAGE_SIZE})")
+    print(
+        f"{'statuses':<9} {'order_by':<24} {'order':<5} {'list_page p50/p99 ms':>21} "
+        f"{'bare SQL p50/p99 ms':>20} {'ratio p50':>9}"
+    )
+    try:
+        for name, statuses in FILTERS.items():
+            last_page = max(0, (await _count(bare, statuses) - 1) // PAGE_SIZE)
+            for order_by in ORDER_BYS:
+                for order in ORDERS:
+                    numbers = [0, last_page, *(rng.randint(0, last_page) for _ in range(pages - 2))]
+                    listed: list[float] = []
+                    raw: list[float] = []
+                    for page_number in numbers:
+                        shape: dict[str, Any] = {
+                            "statuses": statuses,
+                            "order_by": order_by,
+                            "order": order,
+                            "page_number": page_number,
+                            "page_size": PAGE_SIZE,
+                        }
+
+                        async def through_store() -> list[str]:
+                            async with sessions() as session:
+                                found = await repo.list_page(session, **shape)  # noqa: B023
+                            return [tx.id for tx in found]
+
+                        sql = bare.sql(**shape)
+                        t_list, list_ids = await _timed(through_store)
+                        t_raw, raw_ids = await _timed(lambda: bare.ids(sql))  # noqa: B023
+                        assert list_ids == raw_ids, (shape, list_ids, raw_ids)
+                        listed.append(t_list)
+                        raw.append(t_raw)
+                    every.extend(listed)
+                    (l50, l99), (r50, r99) = _ms(listed), _ms(raw)
+                    print(
+                        f"{name:<9} {order_by:<24} {order:<5} {l50:>10.1f} /{l99:>8.1f} "
+                        f"{r50:>10.1f} /{r99:>7.1f} {l50 / r50:>9.2f}"
+                    )
+        p50, p99 = _ms(every)
+        print(
+            f"{label} list_page over every shape: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {max(every) * 1000:.1f} ms"
+        )
+    finally:
+        await bare.close()
+        await engine.dispose()
+    return every
+
+
+async def _sqlite(rows: int, pages: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "list.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        await migrate.upgrade(url)
+        start = time.perf_counter()
+        await asyncio.to_thread(fill_sqlite, path, rows)
+        print(f"\nSQLite: filled {rows:,} rows in {time.perf_counter() - start:.0f} s")
+        await run(url, "SQLite", rows, pages)
+
+
+async def _postgres(admin_url: str, rows: int, pages: int) -> None:
+    admin = make_url(admin_url)
+    url = admin.set(database=f"anchorpay_bench_{uuid.uuid4().hex[:12]}")
+    con = await asyncpg.connect(_asyncpg_dsn(admin_url))
+    try:
+        await con.execute(f'CREATE DATABASE "{url.database}"')
+        try:
+            text = url.render_as_string(False)
+            await migrate.upgrade(text)
+            start = time.perf_counter()
+            await fill_postgres(text, rows)
+            print(f"\nPostgreSQL: filled {rows:,} rows in {time.perf_counter() - start:.0f} s")
+            await run(text, "PostgreSQL", rows, pages)
+        finally:
+            await con.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await con.close()
+
+
+async def main(rows: int = ROWS, pages: int = PAGES) -> None:
+    await _sqlite(rows, pages)
+    admin = os.environ.get("ANCHORPAY_BENCH_POSTGRES_URL") or os.environ.get(
+        "ANCHORPAY_TEST_POSTGRES_URL"
+    )
+    if admin:
+        await _postgres(admin, rows, pages)
+    else:
+        print("\nPostgreSQL: skipped (set ANCHORPAY_BENCH_POSTGRES_URL to a server)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

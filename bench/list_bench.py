@@ -16,7 +16,6 @@ database holds them: a realistic spread of statuses and kinds, `transfer_receive
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import sqlite3
@@ -24,8 +23,10 @@ import statistics
 import tempfile
 import time
 import uuid
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anchorpay.store import migrate
 from anchorpay.store import transactions as repo
-from anchorpay.store.db import create_engine, session_factory
-from anchorpay.store.tables import TransactionRow
+from anchorpay.store.db import SQLITE_MMAP_BYTES, create_engine, session_factory
 from anchorpay.store.transactions import Order, OrderBy
 
 ROWS = int(os.environ.get("ANCHORPAY_BENCH_LIST_ROWS", "1000000"))
@@ -85,125 +85,107 @@ def _account(rng: random.Random) -> str:
     return "G" + "".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=55))
 
 
-def generate(n: int, seed: int = 19) -> Iterator[dict[str, Any]]:
-    """`n` transaction rows as column values (datetimes aware, JSON as Python values)."""
+# The columns filled, in the order `generate` yields them; any other column keeps its default.
+COLUMNS = (
+    "id", "sep", "kind", "status", "version", "requested_asset", "amount_expected",
+    "amount_in", "amount_in_asset", "amount_out", "amount_out_asset", "amount_fee",
+    "amount_fee_asset", "fee_details", "started_at", "updated_at", "completed_at",
+    "transfer_received_at", "user_action_required_by", "message", "stellar_transactions",
+    "stellar_transaction_id", "from_account", "to_account", "withdraw_anchor_account", "memo",
+    "memo_type", "client_domain", "sep10_account",
+)  # fmt: skip
+_FEES = '[{"name": "service", "amount": "%d", "description": null}]'
+_STELLAR = (
+    '[{"id": "%s", "created_at": "%s", "envelope": null, "payments": [{"id": "%d", '
+    '"amount": "%d", "asset": "USDC:GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5", '
+    '"payment_type": "payment", "source_account": "%s", "destination_account": "%s"}], '
+    '"memo": null, "memo_type": null, "refund": false}]'
+)
+
+
+def _uuid4(bits: int) -> str:
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def generate(n: int, stamp: Callable[[datetime], Any], seed: int = 19) -> Iterator[tuple[Any, ...]]:
+    """`n` rows of COLUMNS; `stamp` turns an aware UTC datetime into the driver's value.
+    Plain Python kept cheap (a few µs a row): the fill of a million must take seconds."""
     rng = random.Random(seed)
+    rand, below, bits = rng.random, rng.randrange, rng.getrandbits
     statuses = list(STATUS_WEIGHTS)
-    weights = list(STATUS_WEIGHTS.values())
+    cumulative = list(accumulate(STATUS_WEIGHTS.values()))
+    total = cumulative[-1]
     accounts = [_account(rng) for _ in range(1000)]
+    anchor = accounts[0]
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    step = timedelta(days=730) / max(n, 1)
+    step_us = 730 * 86_400 * 1_000_000 // max(n, 1)
     started = start
     for i in range(n):
         # Now and then two transactions start in the same microsecond: ties, ordered by id.
-        if rng.random() >= 0.02:
-            started = start + step * i + timedelta(microseconds=rng.randrange(1_000_000))
-        status = rng.choices(statuses, weights)[0]
-        kind = "deposit" if rng.random() < 0.6 else "withdrawal"
-        amount = rng.randrange(100, 1_000_000)
+        if rand() >= 0.02:
+            started = start + timedelta(microseconds=step_us * i + below(1_000_000))
+        status = statuses[bisect_right(cumulative, below(total))]
+        deposit = rand() < 0.6
+        amount = below(100, 1_000_000)
         fee = amount // 100
-        user = rng.choice(accounts)
-        received = started + timedelta(seconds=rng.randrange(60, 3600))
+        user = accounts[below(1000)]
+        received = started + timedelta(seconds=below(60, 3600))
+        funds = status in FUNDS_RECEIVED or (status == "error" and rand() < 0.5)
+        final = status == "completed" or status == "refunded"
         # Deadlines are set on the minute (ties again); nearly every other status clears them.
-        deadline = (started + timedelta(hours=rng.randrange(1, 48))).replace(
-            second=0, microsecond=0
+        deadline = None
+        if status in USER_ACTION or (status == "incomplete" and rand() < 0.5):
+            deadline = stamp(
+                (started + timedelta(hours=below(1, 48))).replace(second=0, microsecond=0)
+            )
+        tx_hash = f"{bits(256):064x}" if final else None
+        yield (
+            _uuid4(bits(128)),
+            "24",
+            "deposit" if deposit else "withdrawal",
+            status,
+            below(1, 8),
+            USDC,
+            str(amount),
+            str(amount) if funds else None,
+            ("iso4217:USD" if deposit else USDC) if funds else None,
+            str(amount - fee) if funds else None,
+            (USDC if deposit else "iso4217:USD") if funds else None,
+            str(fee) if funds else None,
+            "iso4217:USD" if funds else None,
+            _FEES % fee if funds else None,
+            stamp(started),
+            stamp(received if funds else started),
+            stamp(received + timedelta(seconds=30)) if final else None,
+            stamp(received) if funds else None,
+            deadline,
+            "timed out" if status == "error" or status == "expired" else None,
+            _STELLAR % (tx_hash, received.isoformat(), bits(62), amount - fee, anchor, user)
+            if final
+            else "[]",
+            tx_hash,
+            None if deposit else user,
+            None if deposit else anchor,
+            None if deposit else anchor,
+            None if deposit else str(bits(30)),
+            None if deposit else "id",
+            "wallet.example.com",
+            user,
         )
-        funds = status in FUNDS_RECEIVED or (status == "error" and rng.random() < 0.5)
-        final = status in {"completed", "refunded"}
-        row: dict[str, Any] = {
-            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "sep": "24",
-            "kind": kind,
-            "status": status,
-            "version": rng.randrange(1, 8),
-            "create_fingerprint": None,
-            "requested_asset": USDC,
-            "amount_expected": str(amount),
-            "amount_in": str(amount) if funds else None,
-            "amount_in_asset": ("iso4217:USD" if kind == "deposit" else USDC) if funds else None,
-            "amount_out": str(amount - fee) if funds else None,
-            "amount_out_asset": (USDC if kind == "deposit" else "iso4217:USD") if funds else None,
-            "amount_fee": str(fee) if funds else None,
-            "amount_fee_asset": "iso4217:USD" if funds else None,
-            "fee_details": [{"name": "service", "amount": str(fee), "description": None}]
-            if funds
-            else None,
-            "quote_id": None,
-            "started_at": started,
-            "updated_at": received if funds else started,
-            "completed_at": received + timedelta(seconds=30) if final else None,
-            "transfer_received_at": received if funds else None,
-            "user_action_required_by": deadline
-            if status in USER_ACTION or (status == "incomplete" and rng.random() < 0.5)
-            else None,
-            "message": "timed out" if status in {"error", "expired"} else None,
-            "refunds": None,
-            "stellar_transactions": [],
-            "stellar_transaction_id": None,
-            "from_account": user if kind == "withdrawal" else None,
-            "to_account": None if kind == "deposit" else accounts[0],
-            "withdraw_anchor_account": accounts[0] if kind == "withdrawal" else None,
-            "external_transaction_id": None,
-            "memo": str(rng.randrange(10**9)) if kind == "withdrawal" else None,
-            "memo_type": "id" if kind == "withdrawal" else None,
-            "refund_memo": None,
-            "refund_memo_type": None,
-            "client_domain": "wallet.example.com",
-            "client_name": None,
-            "sep10_account": user,
-            "sep10_account_memo": None,
-        }
-        if final:
-            tx_hash = f"{rng.getrandbits(256):064x}"
-            row["stellar_transaction_id"] = tx_hash
-            row["stellar_transactions"] = [
-                {
-                    "id": tx_hash,
-                    "created_at": received.isoformat(),
-                    "envelope": None,
-                    "payments": [
-                        {
-                            "id": str(rng.getrandbits(62)),
-                            "amount": str(amount - fee),
-                            "asset": USDC.removeprefix("stellar:"),
-                            "payment_type": "payment",
-                            "source_account": accounts[0],
-                            "destination_account": user,
-                        }
-                    ],
-                    "memo": None,
-                    "memo_type": None,
-                    "refund": False,
-                }
-            ]
-        yield row
-
-
-COLUMNS: tuple[str, ...] = tuple(c.name for c in TransactionRow.__table__.columns)  # type: ignore[attr-defined]
-_JSON = {"fee_details", "refunds", "stellar_transactions"}
-
-
-def _sqlite_value(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in _JSON:
-        return json.dumps(value)
-    if isinstance(value, datetime):  # as SQLAlchemy's SQLite DateTime stores it (UTC, naive)
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
 
 
 def _batches(
-    n: int, convert: Callable[[str, Any], Any], size: int
+    n: int, stamp: Callable[[datetime], Any], size: int
 ) -> Iterator[list[tuple[Any, ...]]]:
-    batch: list[tuple[Any, ...]] = []
-    for row in generate(n):
-        batch.append(tuple(convert(c, row.get(c)) for c in COLUMNS))
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
+    rows = generate(n, stamp)
+    while batch := list(islice(rows, size)):
         yield batch
+
+
+def _sqlite_stamp(value: datetime) -> str:
+    """As SQLAlchemy's SQLite DateTime stores it: UTC, no zone, always the microseconds."""
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def fill_sqlite(path: Path, n: int) -> None:
@@ -211,6 +193,8 @@ def fill_sqlite(path: Path, n: int) -> None:
     in one transaction, the indexes built again from their own DDL."""
     con = sqlite3.connect(path)
     try:
+        # A throwaway file: no journal while filling, WAL again (as db.py has it) after.
+        con.execute("PRAGMA journal_mode=OFF")
         con.execute("PRAGMA synchronous=OFF")
         con.execute("PRAGMA cache_size=-1000000")
         indexes = con.execute(
@@ -223,17 +207,18 @@ def fill_sqlite(path: Path, n: int) -> None:
         marks = ", ".join("?" for _ in COLUMNS)
         insert = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})"
         with con:
-            for batch in _batches(n, _sqlite_value, 10_000):
+            for batch in _batches(n, _sqlite_stamp, 10_000):
                 con.executemany(insert, batch)
         for _, sql in indexes:
             con.execute(sql)
         con.commit()
+        con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
 
 
-def _pg_value(name: str, value: Any) -> Any:
-    return json.dumps(value) if name in _JSON and value is not None else value
+def _pg_stamp(value: datetime) -> datetime:
+    return value  # asyncpg's COPY takes the aware datetime as it is
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -252,7 +237,7 @@ async def fill_postgres(url: str, n: int) -> None:
         )
         for index in indexes:
             await con.execute(f'DROP INDEX "{index["indexname"]}"')
-        for batch in _batches(n, _pg_value, 50_000):
+        for batch in _batches(n, _pg_stamp, 50_000):
             await con.copy_records_to_table(TABLE, records=batch, columns=list(COLUMNS))
         for index in indexes:
             await con.execute(index["indexdef"])
@@ -280,10 +265,12 @@ class Bare:
         self.pg: asyncpg.Connection | None = None
 
     async def open(self) -> None:
+        # The engine's own session settings (store/db.py), so both read the data alike.
         if self.dialect.name == "sqlite":
             self.sqlite = sqlite3.connect(make_url(self.url).database or "")
+            self.sqlite.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         else:
-            self.pg = await asyncpg.connect(_asyncpg_dsn(self.url))
+            self.pg = await asyncpg.connect(_asyncpg_dsn(self.url), server_settings={"jit": "off"})
 
     async def close(self) -> None:
         if self.sqlite is not None:
@@ -292,7 +279,7 @@ class Bare:
             await self.pg.close()
 
     def sql(self, **shape: Any) -> str:
-        statement = repo.list_statement(**shape)
+        statement = repo.list_statement(self.dialect.name, **shape)
         return str(statement.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
 
     async def scalar(self, sql: str) -> Any:
@@ -331,7 +318,8 @@ async def run(url: str, label: str, rows: int, pages: int) -> list[float]:
     await bare.open()
     rng = random.Random(7)
     every: list[float] = []
-    print(f"\n{label}: {rows:,} rows, {pages} pages per shape (page_size {PAGE_SIZE})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{label}: {rows:,} rows, {pages} pages per shape (page_size {PAGE_SIZE}); load {load}")
     print(
         f"{'statuses':<9} {'order_by':<24} {'order':<5} {'list_page p50/p99 ms':>21} "
         f"{'bare SQL p50/p99 ms':>20} {'ratio p50':>9}"

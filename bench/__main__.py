@@ -9,6 +9,7 @@ from bench import (
     events_bench,
     fireblocks_bench,
     latency_bench,
+    list_bench,
     machine_bench,
     rpc_bench,
     trustline_bench,
@@ -23,6 +24,7 @@ def main() -> None:
     asyncio.run(events_bench.main())
     asyncio.run(batching_bench.main())
     asyncio.run(latency_bench.main())
+    asyncio.run(list_bench.main())
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ColumnElement, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from anchorpay.store.types import UTCDateTime
@@ -22,15 +22,13 @@ class TransactionRow(SQLModel, table=True):
     """A SEP-24 transaction: every field of the RPC transaction object (spec/rpc.md §5.2)."""
 
     __tablename__ = "sep24_transactions"
-    __table_args__ = (
-        Index("ix_sep24_status_started", "status", "started_at"),
-        Index("ix_sep24_memo_open", "to_account", "memo"),
-    )
+    # The indexes of get_transactions' orders are declared below the class (`LIST_ORDERS`).
+    __table_args__ = (Index("ix_sep24_memo_open", "to_account", "memo"),)
 
     id: str = Field(primary_key=True, max_length=64)
     sep: str = Field(default="24", max_length=4)
     kind: str = Field(max_length=16)
-    status: str = Field(max_length=40, index=True)
+    status: str = Field(max_length=40)
     version: int = Field(default=0)
     # Hash of the create request's body, so a repeated create with the same id is idempotent.
     create_fingerprint: str | None = Field(default=None, max_length=64)
@@ -46,11 +44,11 @@ class TransactionRow(SQLModel, table=True):
     fee_details: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     quote_id: str | None = None
 
-    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime | None = _ts()
     completed_at: datetime | None = _ts()
-    transfer_received_at: datetime | None = _ts(index=True)
-    user_action_required_by: datetime | None = _ts(index=True)
+    transfer_received_at: datetime | None = _ts()
+    user_action_required_by: datetime | None = _ts()
 
     message: str | None = None
     refunds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -68,6 +66,37 @@ class TransactionRow(SQLModel, table=True):
     client_name: str | None = None
     sep10_account: str | None = None
     sep10_account_memo: str | None = None
+
+
+# get_transactions orders by one of these columns, either way, NULLS LAST and then by id
+# (spec/rpc.md §4.2). Each order has two indexes holding exactly its sort keys, one of them
+# led by status, so a page at any depth is a walk of one index (or a merge of one walk per
+# status) and never a sort of the table; `list_order` is what both the indexes and the
+# query (store/transactions.py) sort on. NULLS LAST is `(column IS NULL)` first: the one form
+# both SQLite (NULL lowest) and PostgreSQL (NULL highest) read off the same index either way.
+LIST_ORDERS = ("started_at", "transfer_received_at", "user_action_required_by")
+
+
+def list_order(column: str, descending: bool) -> list[tuple[ColumnElement[Any], bool]]:
+    """The sort keys of the listing by `column`: (expression, descending) pairs."""
+    table = TransactionRow.__table__  # type: ignore[attr-defined]
+    value = table.c[column]
+    keys: list[tuple[ColumnElement[Any], bool]] = (
+        [(value.is_(None), False)] if value.nullable else []
+    )
+    return [*keys, (value, descending), (table.c.id, False)]
+
+
+def _declare_list_indexes() -> None:
+    status = TransactionRow.__table__.c.status  # type: ignore[attr-defined]
+    for column in LIST_ORDERS:
+        for descending, way in ((False, "asc"), (True, "desc")):
+            keys = [key.desc() if desc else key for key, desc in list_order(column, descending)]
+            Index(f"ix_sep24_list_{column}_{way}", *keys)
+            Index(f"ix_sep24_list_status_{column}_{way}", status, *keys)
+
+
+_declare_list_indexes()
 
 
 class PayoutRow(SQLModel, table=True):
